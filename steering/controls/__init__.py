@@ -1,0 +1,41 @@
+"""Controls reshape the base distribution: context controls change the input, logit controls the scores.
+
+See `steering.controls.base` for the protocol and the order in which controls compose.
+"""
+
+from steering.controls.base import ContextControl, Control, LogitControl, describe, split_controls
+from steering.controls.context import (
+    QA,
+    ChatTemplate,
+    Demonstration,
+    FewShot,
+    Instruction,
+    PromptTemplate,
+    demonstrations,
+    load_demonstrations,
+    template_from_name,
+)
+from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
+
+__all__ = [
+    "QA",
+    "ChatTemplate",
+    "ContextControl",
+    "Control",
+    "Demonstration",
+    "FewShot",
+    "Greedy",
+    "Instruction",
+    "LogitControl",
+    "MinP",
+    "PromptTemplate",
+    "Temperature",
+    "TopK",
+    "TopP",
+    "demonstrations",
+    "describe",
+    "load_demonstrations",
+    "sampling_controls",
+    "split_controls",
+    "template_from_name",
+]

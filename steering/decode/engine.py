@@ -1,0 +1,240 @@
+"""`generate`: one batched, KV-cached sampling loop that keeps exact books.
+
+What "base" means. `logp_base` is the log-probability of each sampled token under the unmodified
+model conditioned on the user's **raw** prompt (tokenised with BOS, no template, no demonstrations,
+no logit controls). When only logit controls are active, it is read from the same forward pass as
+`logq`; when a context control changed the input, the sampled tokens are rescored teacher-forced on
+the raw prompt after generation. With no controls at all `logq` and `logp_base` are the same numbers.
+
+Per step: the model's logits (bf16 or fp32 compute) → float32 log-softmax (the base books) → logit
+controls in order → log-softmax again (`logq`) → one uniform per row from that row's own
+`torch.Generator` → inverse-CDF draw. Each (prompt, sample) row has its own seed, so a row's sample
+does not depend on how rows were batched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from steering.controls.base import ContextControl, LogitControl, describe, split_controls
+from steering.decode.samples import Sample, Samples
+from steering.decode.sampling import row_seed, sample_inverse_cdf, step_kl
+from steering.decode.stops import find_stop, search_start
+from steering.errors import InvalidArgument
+from steering.models.language_model import LanguageModel
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class _Row:
+    prompt_index: int
+    sample_index: int
+    context_ids: list[int]
+    generator: torch.Generator
+    tokens: list[int]
+    logq: list[float]
+    logp: list[float]
+    kl_steps: list[float]
+    text: str = ""
+    stop_reason: str | None = None
+
+
+def generate(
+    model: LanguageModel,
+    prompts: str | Sequence[str],
+    *,
+    controls: Sequence[object] = (),
+    n: int = 1,
+    max_new_tokens: int = 64,
+    stop: Sequence[str] = (),
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> Samples:
+    """Sample continuations of `prompts` under `controls`, with per-token log q and log p_base.
+
+    Args:
+        model: from `load_model`.
+        prompts: one prompt or a list; each must be non-empty.
+        controls: context and logit controls, applied in order (see `steering.controls`).
+        n: samples per prompt.
+        max_new_tokens: generation budget per sample.
+        stop: stop sequences (matched on decoded text, across token boundaries, trimmed from the
+            text); context controls may add their own (the QA wrapper stops at "\\nQ:").
+        seed: same seed, same samples.
+        batch_size: rows decoded together.
+        progress: called with the number of token slots advanced (total = rows × max_new_tokens).
+
+    Returns:
+        `Samples`, prompt-major (prompt 0's n samples first).
+    """
+    prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+    _validate(prompt_list, n=n, max_new_tokens=max_new_tokens, batch_size=batch_size, stop=stop)
+    context_controls, logit_controls = split_controls(controls)
+    stops = tuple(dict.fromkeys([*stop, *(s for c in context_controls for s in c.stop)]))
+    contexts = [_render(p, context_controls, model) for p in prompt_list]
+    context_ids = [model.encode(c) for c in contexts]
+    for index, ids in enumerate(context_ids):
+        if len(ids) + max_new_tokens > model.context_length:
+            raise InvalidArgument(
+                f"prompt {index} is too long: {len(ids)} tokens plus max_new_tokens={max_new_tokens} "
+                f"exceed the model's context window of {model.context_length}",
+                received=prompt_list[index][:80],
+                fix="shorten the prompt or lower max_new_tokens",
+            )
+    rows = [
+        _Row(j, k, context_ids[j], torch.Generator().manual_seed(row_seed(seed, j, k)), [], [], [], [])
+        for j in range(len(prompt_list))
+        for k in range(n)
+    ]
+    # Decode similar lengths together (less padding); results keep the prompt-major order.
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].context_ids))
+    for start in range(0, len(order), batch_size):
+        batch = [rows[i] for i in order[start : start + batch_size]]
+        _decode_batch(model, batch, logit_controls, max_new_tokens, stops, progress)
+    rescored = bool(context_controls)
+    if rescored:
+        raw_ids = [model.encode(p) for p in prompt_list]
+        base = model.logprobs([raw_ids[r.prompt_index] for r in rows], [r.tokens for r in rows])
+    items = []
+    for i, row in enumerate(rows):
+        items.append(
+            Sample(
+                prompt=prompt_list[row.prompt_index],
+                prompt_index=row.prompt_index,
+                context=contexts[row.prompt_index],
+                text=row.text,
+                token_ids=row.tokens,
+                logq=torch.tensor(row.logq, dtype=torch.float32),
+                logp_base=base[i] if rescored else torch.tensor(row.logp, dtype=torch.float32),
+                stop_reason=row.stop_reason or "length",
+                step_kl=None if rescored else torch.tensor(row.kl_steps, dtype=torch.float32),
+            )
+        )
+    return Samples(items=items, model_name=model.name, controls=[describe(c) for c in controls])
+
+
+def _validate(prompts: list[str], *, n: int, max_new_tokens: int, batch_size: int, stop: Sequence[str]) -> None:
+    if not prompts:
+        raise InvalidArgument("no prompts were given", received="an empty list", fix="pass at least one prompt")
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise InvalidArgument(
+                f"prompt {index} is not a string", received=type(prompt).__name__, fix="pass text prompts"
+            )
+        if not prompt.strip():
+            raise InvalidArgument(
+                f"prompt {index} is empty",
+                received=repr(prompt),
+                fix="give some text to continue (e.g. 'Once upon a time')",
+            )
+    for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise InvalidArgument(f"{name} must be a positive integer", received=value, fix=f"use e.g. {name}=1")
+    if isinstance(stop, str):
+        raise InvalidArgument("stop must be a list of strings", received=repr(stop), fix=f"use stop=[{stop!r}]")
+    if any(not isinstance(s, str) or not s for s in stop):
+        raise InvalidArgument("stop sequences must be non-empty strings", received=list(stop), fix="remove empty ones")
+
+
+def _render(prompt: str, controls: list[ContextControl], model: LanguageModel) -> str:
+    text = prompt
+    for control in controls:
+        text = control.render(text, tokenizer=model.tokenizer)
+    return text
+
+
+@torch.no_grad()
+def _decode_batch(
+    model: LanguageModel,
+    rows: list[_Row],
+    controls: list[LogitControl],
+    max_new_tokens: int,
+    stops: tuple[str, ...],
+    progress: Progress | None,
+) -> None:
+    width = max(len(r.context_ids) for r in rows)
+    ids = torch.full((len(rows), width), model.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row.context_ids) :] = torch.tensor(row.context_ids)
+        mask[i, width - len(row.context_ids) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    device = model.device
+    sequences = ids.to(device)
+    mask = mask.to(device)
+    out = model.module(
+        input_ids=sequences, attention_mask=mask, position_ids=positions.to(device), use_cache=True, logits_to_keep=1
+    )
+    cache = out.past_key_values
+    next_position = positions[:, -1:].to(device) + 1
+    eos = torch.tensor(model.eos_token_ids, device=device)
+    done = 0
+    for _ in range(max_new_tokens):
+        logp_base = out.logits[:, -1, :].float().log_softmax(-1)
+        scores = logp_base
+        for control in controls:
+            scores = control(sequences, scores)
+        logq = scores.log_softmax(-1) if controls else logp_base
+        uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(device)
+        tokens = sample_inverse_cdf(logq, uniforms)
+        kl = step_kl(logq, logp_base) if controls else torch.zeros(len(rows), device=device)
+        picked_q = logq.gather(-1, tokens[:, None]).squeeze(-1).tolist()
+        picked_p = logp_base.gather(-1, tokens[:, None]).squeeze(-1).tolist()
+        is_eos = torch.isin(tokens, eos).tolist()
+        token_list = tokens.tolist()
+        kl_list = kl.tolist()
+        for i, row in enumerate(rows):
+            if row.stop_reason is not None:
+                continue
+            row.tokens.append(token_list[i])
+            row.logq.append(picked_q[i])
+            row.logp.append(picked_p[i])
+            row.kl_steps.append(kl_list[i])
+            _update_text(model, row, stops, is_eos[i])
+        if progress is not None:
+            progress(len(rows))
+        done += 1
+        if all(r.stop_reason is not None for r in rows) or done == max_new_tokens:
+            break
+        feed = torch.tensor(
+            [t if r.stop_reason is None else model.pad_token_id for t, r in zip(token_list, rows, strict=True)],
+            device=device,
+        )[:, None]
+        sequences = torch.cat([sequences, feed], dim=-1)
+        mask = torch.cat([mask, torch.ones_like(feed)], dim=-1)
+        out = model.module(
+            input_ids=feed,
+            attention_mask=mask,
+            position_ids=next_position,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.past_key_values
+        next_position = next_position + 1
+    if progress is not None and done < max_new_tokens:
+        progress(len(rows) * (max_new_tokens - done))
+    for row in rows:
+        if row.stop_reason is None:
+            row.text = model.decode(row.tokens)
+
+
+def _update_text(model: LanguageModel, row: _Row, stops: tuple[str, ...], is_eos: bool) -> None:
+    """Record EOS, or decode and look for a stop sequence (only when there are stop sequences)."""
+    if is_eos:
+        row.text = model.decode(row.tokens[:-1])
+        row.stop_reason = "eos"
+        return
+    if not stops:
+        return
+    previous = len(row.text)
+    row.text = model.decode(row.tokens)
+    index = find_stop(row.text, stops, start=search_start(previous, stops))
+    if index is not None:
+        row.text = row.text[:index]
+        row.stop_reason = "stop"

@@ -1,0 +1,105 @@
+"""`Samples`: generated text with the books — per-token log q (used) and log p (base)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generation.
+
+    Attributes:
+        prompt: the user's raw prompt.
+        prompt_index: index of that prompt in the call.
+        context: the text the model was actually conditioned on (after context controls).
+        text: generated text, stop sequence trimmed.
+        token_ids: generated tokens (including the ones that completed a stop sequence or EOS).
+        logq: (T,) log-probability of each token under the distribution it was sampled from.
+        logp_base: (T,) log-probability of each token under the base model given the *raw* prompt.
+        stop_reason: "stop" (a stop sequence), "eos" or "length".
+        step_kl: (T,) exact KL(q_t ‖ p_t) over the vocabulary at each step, when the base and the
+            sampled distribution share the context (no context controls); else None.
+    """
+
+    prompt: str
+    prompt_index: int
+    context: str
+    text: str
+    token_ids: list[int]
+    logq: torch.Tensor
+    logp_base: torch.Tensor
+    stop_reason: str
+    step_kl: torch.Tensor | None = None
+
+    @property
+    def kl(self) -> float:
+        """Σ_t (log q − log p_base): a one-sample estimate of KL(q ‖ p_base) for the sequence."""
+        return float((self.logq - self.logp_base).sum())
+
+    @property
+    def log_weight(self) -> float:
+        """Σ_t (log p_base − log q): the importance weight of this sample for target p_base."""
+        return -self.kl
+
+    @property
+    def kl_exact_steps(self) -> float | None:
+        """Σ_t KL(q_t ‖ p_t): a lower-variance (Rao–Blackwellised) estimate of the same KL."""
+        return None if self.step_kl is None else float(self.step_kl.sum())
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "prompt": self.prompt,
+            "prompt_index": self.prompt_index,
+            "context": self.context,
+            "text": self.text,
+            "tokens": self.token_ids,
+            "logq": [round(float(x), 6) for x in self.logq],
+            "logp_base": [round(float(x), 6) for x in self.logp_base],
+            "kl": round(self.kl, 6),
+            "kl_exact_steps": None if self.step_kl is None else round(float(self.step_kl.sum()), 6),
+            "log_weight": round(self.log_weight, 6),
+            "stop_reason": self.stop_reason,
+        }
+
+
+@dataclass(frozen=True)
+class Samples:
+    """All generations of one `generate` call, prompt-major: prompt 0's n samples, then prompt 1's…"""
+
+    items: list[Sample]
+    model_name: str
+    controls: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.items[index]
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.items]
+
+    @property
+    def stop_reasons(self) -> list[str]:
+        return [s.stop_reason for s in self.items]
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """(N,) per-sample Σ(log q − log p_base)."""
+        return torch.tensor([s.kl for s in self.items], dtype=torch.float64)
+
+    @property
+    def log_weight(self) -> torch.Tensor:
+        """(N,) per-sample Σ(log p_base − log q)."""
+        return -self.kl
+
+    def to_records(self) -> list[dict[str, object]]:
+        return [s.to_record() for s in self.items]

@@ -1,0 +1,63 @@
+"""Errors that tell the user what was wrong, what we received, and how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SteeringError(Exception):
+    """Base class of every error this library raises on purpose.
+
+    The message is one paragraph: what was wrong, what was received, how to fix it.
+    """
+
+    def __init__(self, what: str, *, received: object = None, fix: str | None = None) -> None:
+        parts = [what.rstrip(".") + "."]
+        if received is not None:
+            text = received if isinstance(received, str) else repr(received)
+            if len(text) > 300:
+                text = text[:300] + "…"
+            parts.append(f"Received: {text}.")
+        if fix:
+            parts.append(fix.rstrip(".") + ".")
+        super().__init__(" ".join(parts))
+        self.what = what
+        self.received = received
+        self.fix = fix
+
+
+class InvalidArgument(SteeringError):
+    """An argument is outside its allowed range or of the wrong shape."""
+
+
+class ModelNotFound(SteeringError):
+    """The model name is not in the registry and is not a path that exists."""
+
+
+class ModelPackageMissing(SteeringError):
+    """A bundled model's Python package is not installed."""
+
+
+class ModelLoadError(SteeringError):
+    """A model file exists but cannot be read (not a GGUF, corrupt, unsupported)."""
+
+
+class InputFormatError(SteeringError):
+    """A user file (JSONL, template) is malformed; the message names the line."""
+
+
+class TemplateError(SteeringError):
+    """A prompt template has a missing or unknown field."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The closest of `choices` to `name`, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' Did you mean "x"?' or '' when nothing is close."""
+    match = closest(name, choices)
+    return f' Did you mean "{match}"?' if match else ""

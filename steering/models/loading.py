@@ -1,0 +1,180 @@
+"""`load_model`: a registry name, a `.gguf` file or a Hugging Face directory → `LanguageModel`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from steering.errors import InvalidArgument, ModelLoadError, ModelNotFound, did_you_mean
+from steering.models.cache import cache_is_valid, check_gguf, convert_gguf, sha256_file
+from steering.models.language_model import LanguageModel
+from steering.models.registry import REGISTRY, RegistryEntry
+from steering.models.tiny import tiny_random_model
+from steering.paths import steering_home
+
+# The library never reaches a model hub: weights come from packages or local files.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise InvalidArgument(
+            "unknown dtype", received=dtype, fix=f"use one of {', '.join(DTYPES)}" + did_you_mean(dtype, DTYPES)
+        )
+    return DTYPES[dtype]
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    dtype: str | torch.dtype = "bfloat16",
+    device: str = "cpu",
+    home: Path | None = None,
+) -> LanguageModel:
+    """Load a model for steering.
+
+    Args:
+        name_or_path: a registry name (`gemma-270m`, `smollm2-135m-instruct`, `tiny-random`; see
+            `steer models`), a path to a `.gguf` file, or a local Hugging Face model directory.
+        dtype: compute dtype ("bfloat16" by default: fastest on CPU; log-probabilities are float32).
+        device: torch device string.
+        home: cache root; defaults to `STEERING_HOME` or `~/.cache/steering`.
+
+    The first load of a GGUF converts it to a cached safetensors copy (tens of seconds); later loads
+    read the cache (seconds). A partial or corrupt cache is rebuilt.
+    """
+    torch_dtype = resolve_dtype(dtype)
+    home = home or steering_home()
+    if name_or_path == "tiny-random":
+        module, tokenizer = tiny_random_model(dtype=torch_dtype)
+        return _wrap(module.to(device), tokenizer, name="tiny-random")
+    if name_or_path in REGISTRY:
+        folder = _cached_registry_model(REGISTRY[name_or_path], home)
+        return _load_folder(folder, name=name_or_path, dtype=torch_dtype, device=device)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        folder = _cached_gguf_file(path, home)
+        return _load_folder(folder, name=str(path), dtype=torch_dtype, device=device)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(
+                f"{path} is a directory but not a Hugging Face model directory (no config.json)",
+                received=str(path),
+                fix="point at a directory made by `save_pretrained`, a .gguf file, or a registry name",
+            )
+        return _load_folder(path, name=str(path), dtype=torch_dtype, device=device)
+    looks_like_path = os.sep in name_or_path or name_or_path.endswith(".gguf") or name_or_path.startswith(".")
+    if looks_like_path:
+        raise ModelNotFound(
+            f"the model path {name_or_path} does not exist",
+            received=name_or_path,
+            fix="check the path, or use a registry name: " + ", ".join(REGISTRY),
+        )
+    raise ModelNotFound(
+        f"unknown model name '{name_or_path}'." + did_you_mean(name_or_path, REGISTRY),
+        received=name_or_path,
+        fix="known names: " + ", ".join(REGISTRY) + " (`steer models` lists them); or pass a path",
+    )
+
+
+def cache_folder(entry_name: str, home: Path) -> Path:
+    return home / "models" / entry_name
+
+
+def _cached_registry_model(entry: RegistryEntry, home: Path) -> Path:
+    target = cache_folder(entry.name, home)
+    if cache_is_valid(target):
+        return target
+    if target.exists():
+        log.warning("the cached copy of %s at %s is incomplete or corrupt; rebuilding it", entry.name, target)
+    assert entry.locate is not None
+    workdir = Path(tempfile.mkdtemp(prefix=".assemble-", dir=_ensure(home / "models")))
+    try:
+        gguf_path, expected = entry.locate(workdir)
+        digest = expected or sha256_file(gguf_path)
+        convert_gguf(gguf_path, target, source_sha256=digest, name=entry.name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return target
+
+
+def _cached_gguf_file(path: Path, home: Path) -> Path:
+    check_gguf(path)
+    digest = sha256_file(path)
+    target = home / "models" / f"file-{path.stem}-{digest[:12]}"
+    if not cache_is_valid(target):
+        convert_gguf(path, target, source_sha256=digest, name=str(path))
+    return target
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _load_folder(folder: Path, *, name: str, dtype: torch.dtype, device: str) -> LanguageModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        module = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load the model in {folder}",
+            received=f"{type(error).__name__}: {error}",
+            fix="if this is a steering cache, delete the folder and load again to rebuild it",
+        ) from error
+    return _wrap(module.to(device).eval(), tokenizer, name=name)
+
+
+def _wrap(module: torch.nn.Module, tokenizer, *, name: str) -> LanguageModel:
+    module.requires_grad_(False)
+    config = module.config
+    generation = getattr(module, "generation_config", None)
+    eos = getattr(generation, "eos_token_id", None) or config.eos_token_id or tokenizer.eos_token_id
+    eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
+        eos_ids = (*eos_ids, int(tokenizer.eos_token_id))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    adds_bos = tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
+    # Some tokenizers (byte-level ones built in code) do not add BOS themselves but the model expects it.
+    adds_bos = adds_bos or name == "tiny-random"
+    context = int(getattr(config, "max_position_embeddings", 2048))
+    param = next(module.parameters())
+    return LanguageModel(
+        module=module,
+        tokenizer=tokenizer,
+        name=name,
+        device=param.device,
+        dtype=param.dtype,
+        eos_token_ids=eos_ids,
+        pad_token_id=int(pad),
+        context_length=context,
+        add_bos=adds_bos,
+    )
+
+
+def cached_models(home: Path | None = None) -> dict[str, Path | None]:
+    """Registry name → cache folder if a valid cache exists, else None."""
+    home = home or steering_home()
+    result: dict[str, Path | None] = {}
+    for name in REGISTRY:
+        folder = cache_folder(name, home)
+        result[name] = folder if cache_is_valid(folder) else None
+    return result
+
+
+__all__ = ["DTYPES", "ModelLoadError", "cached_models", "load_model", "resolve_dtype"]
