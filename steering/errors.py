@@ -13,14 +13,16 @@ class SteeringError(Exception):
     """
 
     def __init__(self, what: str, *, received: object = None, fix: str | None = None) -> None:
-        parts = [what.rstrip(".") + "."]
+        what = what.rstrip(".")
+        parts = [what[:1].upper() + what[1:] + ("" if what.endswith("?") else ".")]
         if received is not None:
             text = received if isinstance(received, str) else repr(received)
             if len(text) > 300:
                 text = text[:300] + "…"
             parts.append(f"Received: {text}.")
         if fix:
-            parts.append(fix.rstrip(".") + ".")
+            fix = fix.rstrip(".")
+            parts.append("To fix: " + fix[:1].lower() + fix[1:] + ".")
         super().__init__(" ".join(parts))
         self.what = what
         self.received = received

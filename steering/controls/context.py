@@ -73,7 +73,8 @@ class PromptTemplate:
         unknown = [k for k in self.fields if k not in names]
         if unknown:
             raise TemplateError(
-                f"the value '{unknown[0]}' matches no field of the template." + did_you_mean(unknown[0], names),
+                f"the value '{unknown[0]}' matches no field of the template."
+                + did_you_mean(unknown[0], names),
                 received=f"template fields: {', '.join(names)}",
                 fix="remove it or add {" + unknown[0] + "} to the template",
             )
@@ -90,9 +91,7 @@ class PromptTemplate:
 
 def QA(*, question_prefix: str = "Q:", answer_prefix: str = "A:") -> PromptTemplate:
     """The Q:/A: wrapper: `Q: {prompt}\\nA:`, stopping where the model starts a new question."""
-    return PromptTemplate(
-        f"{question_prefix} {{prompt}}\n{answer_prefix}", stop=(f"\n{question_prefix}",)
-    )
+    return PromptTemplate(f"{question_prefix} {{prompt}}\n{answer_prefix}", stop=(f"\n{question_prefix}",))
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,10 @@ class FewShot:
     def stop(self) -> tuple[str, ...]:
         """Where the next demonstration would begin: the format's text before {prompt}."""
         head = self.format.split("{prompt}")[0].strip()
-        return (f"\n{head}",) if head else (self.separator,) if self.separator.strip() else ()
+        if not head:
+            return (self.separator,) if self.separator.strip() else ()
+        # The earliest match wins, so "\n\nQ:" trims the blank line too; "\nQ:" catches one newline.
+        return tuple(dict.fromkeys([f"{self.separator}{head}", f"\n{head}"]))
 
     def render(self, prompt: str, *, tokenizer: Any = None) -> str:
         demos = list(self.demonstrations)
@@ -234,7 +236,8 @@ def template_from_name(name_or_path: str) -> PromptTemplate | ChatTemplate:
     if path.is_file():
         return PromptTemplate(path.read_text(encoding="utf-8").rstrip("\n"))
     raise TemplateError(
-        f"'{name_or_path}' is neither a built-in template nor a file." + did_you_mean(name_or_path, BUILTIN_TEMPLATES),
+        f"'{name_or_path}' is neither a built-in template nor a file."
+        + did_you_mean(name_or_path, BUILTIN_TEMPLATES),
         received=name_or_path,
         fix=f"use one of {', '.join(BUILTIN_TEMPLATES)} or the path of a text file containing {{prompt}}",
     )

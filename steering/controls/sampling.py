@@ -59,7 +59,9 @@ class TopP:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.p, (int, float)) and 0 < self.p <= 1):
-            raise InvalidArgument("top-p must be in (0, 1]", received=self.p, fix="use e.g. 0.9 (1 keeps all)")
+            raise InvalidArgument(
+                "top-p must be in (0, 1]", received=self.p, fix="use e.g. 0.9 (1 keeps all)"
+            )
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.p >= 1:
@@ -93,6 +95,9 @@ class MinP:
 @dataclass(frozen=True)
 class Greedy:
     """Always the most likely token (ties: the lowest id). `logq` is 0 for it: a point mass."""
+
+    # Its output is already a normalised log-distribution: the engine need not renormalise it.
+    normalised = True
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         best = scores.argmax(dim=-1, keepdim=True)

@@ -118,9 +118,13 @@ def generate(
     return Samples(items=items, model_name=model.name, controls=[describe(c) for c in controls])
 
 
-def _validate(prompts: list[str], *, n: int, max_new_tokens: int, batch_size: int, stop: Sequence[str]) -> None:
+def _validate(
+    prompts: list[str], *, n: int, max_new_tokens: int, batch_size: int, stop: Sequence[str]
+) -> None:
     if not prompts:
-        raise InvalidArgument("no prompts were given", received="an empty list", fix="pass at least one prompt")
+        raise InvalidArgument(
+            "no prompts were given", received="an empty list", fix="pass at least one prompt"
+        )
     for index, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise InvalidArgument(
@@ -134,11 +138,17 @@ def _validate(prompts: list[str], *, n: int, max_new_tokens: int, batch_size: in
             )
     for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise InvalidArgument(f"{name} must be a positive integer", received=value, fix=f"use e.g. {name}=1")
+            raise InvalidArgument(
+                f"{name} must be a positive integer", received=value, fix=f"use e.g. {name}=1"
+            )
     if isinstance(stop, str):
-        raise InvalidArgument("stop must be a list of strings", received=repr(stop), fix=f"use stop=[{stop!r}]")
+        raise InvalidArgument(
+            "stop must be a list of strings", received=repr(stop), fix=f"use stop=[{stop!r}]"
+        )
     if any(not isinstance(s, str) or not s for s in stop):
-        raise InvalidArgument("stop sequences must be non-empty strings", received=list(stop), fix="remove empty ones")
+        raise InvalidArgument(
+            "stop sequences must be non-empty strings", received=list(stop), fix="remove empty ones"
+        )
 
 
 def _render(prompt: str, controls: list[ContextControl], model: LanguageModel) -> str:
@@ -168,7 +178,11 @@ def _decode_batch(
     sequences = ids.to(device)
     mask = mask.to(device)
     out = model.module(
-        input_ids=sequences, attention_mask=mask, position_ids=positions.to(device), use_cache=True, logits_to_keep=1
+        input_ids=sequences,
+        attention_mask=mask,
+        position_ids=positions.to(device),
+        use_cache=True,
+        logits_to_keep=1,
     )
     cache = out.past_key_values
     next_position = positions[:, -1:].to(device) + 1
@@ -179,7 +193,12 @@ def _decode_batch(
         scores = logp_base
         for control in controls:
             scores = control(sequences, scores)
-        logq = scores.log_softmax(-1) if controls else logp_base
+        if not controls:
+            logq = logp_base
+        elif getattr(controls[-1], "normalised", False):
+            logq = scores
+        else:
+            logq = scores.log_softmax(-1)
         uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(device)
         tokens = sample_inverse_cdf(logq, uniforms)
         kl = step_kl(logq, logp_base) if controls else torch.zeros(len(rows), device=device)
@@ -202,7 +221,10 @@ def _decode_batch(
         if all(r.stop_reason is not None for r in rows) or done == max_new_tokens:
             break
         feed = torch.tensor(
-            [t if r.stop_reason is None else model.pad_token_id for t, r in zip(token_list, rows, strict=True)],
+            [
+                t if r.stop_reason is None else model.pad_token_id
+                for t, r in zip(token_list, rows, strict=True)
+            ],
             device=device,
         )[:, None]
         sequences = torch.cat([sequences, feed], dim=-1)

@@ -7,20 +7,43 @@ import hashlib
 import torch
 
 
-def sample_inverse_cdf(logq: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+def sample_inverse_cdf(logq: torch.Tensor, uniforms: torch.Tensor, *, block: int = 1024) -> torch.Tensor:
     """Draw one token per row from exp(logq) by inverting its CDF.
+
+    Two levels so that no full-vocabulary cumulative sum is needed: pick a block of `block` tokens by
+    its mass (float64 cumulative sum over the blocks), then the token inside it.
 
     Args:
         logq: (B, V) normalised log-probabilities (−inf for excluded tokens).
         uniforms: (B,) draws from U[0, 1), one per row.
 
     Returns:
-        (B,) token ids. A token with probability 0 is never returned: the CDF is flat across it.
+        (B,) token ids. A token with probability 0 is never returned.
     """
-    cdf = logq.double().exp().cumsum(-1)
-    targets = (uniforms.double() * cdf[:, -1]).unsqueeze(-1)
-    tokens = torch.searchsorted(cdf, targets, right=True).squeeze(-1)
-    return tokens.clamp_(max=logq.shape[-1] - 1)
+    rows, vocab = logq.shape
+    probs = logq.exp()
+    padding = (-vocab) % block
+    if padding:
+        probs = torch.nn.functional.pad(probs, (0, padding))
+    blocks = probs.view(rows, -1, block)
+    block_mass = blocks.sum(-1, dtype=torch.float64)
+    block_cdf = block_mass.cumsum(-1)
+    targets = uniforms.to(torch.float64) * block_cdf[:, -1]
+    last_block = block_cdf.shape[-1] - 1
+    chosen = torch.searchsorted(block_cdf, targets[:, None], right=True).squeeze(-1).clamp_(max=last_block)
+    before = (block_cdf - block_mass).gather(-1, chosen[:, None]).squeeze(-1)
+    row_index = torch.arange(rows, device=logq.device)
+    inner_cdf = blocks[row_index, chosen].to(torch.float64).cumsum(-1)
+    inner = torch.searchsorted(inner_cdf, (targets - before)[:, None], right=True).squeeze(-1)
+    tokens = chosen * block + inner.clamp_(max=block - 1)
+    tokens = tokens.clamp_(max=vocab - 1)
+    # Rounding can push a draw that lands at the very end of the mass onto a token with none.
+    bad = logq.gather(-1, tokens[:, None]).squeeze(-1) == float("-inf")
+    if bool(bad.any()):
+        positions = torch.arange(vocab, device=logq.device)
+        last_with_mass = torch.where(logq[bad] > float("-inf"), positions, -1).amax(-1)
+        tokens[bad] = last_with_mass
+    return tokens
 
 
 def step_kl(logq: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
@@ -33,8 +56,9 @@ def step_kl(logq: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     Returns:
         (B,) non-negative KL in nats (tokens with q = 0 contribute nothing).
     """
-    q = logq.exp()
-    terms = torch.where(q > 0, q * (logq - logp), torch.zeros_like(q))
+    terms = logq.exp() * (logq - logp)
+    # q = 0 gives 0 · (−inf) = nan: those tokens contribute nothing. q > 0 where p = 0 stays +inf.
+    terms.nan_to_num_(nan=0.0, posinf=float("inf"))
     return terms.sum(-1).clamp_(min=0.0)
 
 

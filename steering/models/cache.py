@@ -91,7 +91,9 @@ def convert_gguf(gguf_path: Path, target: Path, *, source_sha256: str, name: str
     """Dequantise a GGUF with transformers and write a float32 safetensors copy to `target` atomically."""
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     check_gguf(gguf_path)
     folder, filename = gguf_path.parent, gguf_path.name
     try:

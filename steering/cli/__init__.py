@@ -1,0 +1,1 @@
+"""The `steer` command line (typer) and the demo it runs."""

@@ -1,0 +1,206 @@
+"""The `steer` command line: models, generate, demo.
+
+Errors a user can fix are printed as one paragraph (what was wrong, what was received, how to fix it)
+with exit code 2; `steer --debug …` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from steering.errors import SteeringError
+
+app = typer.Typer(
+    help="steering: make a language model do what you want, and know what each control costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models: name, size, whether cached, and where."""
+    from steering.models import REGISTRY, cached_models
+    from steering.paths import steering_home
+
+    cached = cached_models()
+    table = Table(title=f"models (cache: {steering_home() / 'models'})")
+    for column in ("name", "parameters", "cached", "where", "description"):
+        table.add_column(column)
+    for name, entry in REGISTRY.items():
+        folder = cached.get(name)
+        if entry.package is None:
+            where, status = "built in code", "n/a"
+        elif folder is not None:
+            where, status = str(folder), "yes"
+        else:
+            where, status = f"package {entry.package}", "no (converted on first load)"
+        table.add_row(name, entry.parameters, status, where, entry.description)
+    Console().print(table)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable).")] = None,
+    input_path: Annotated[
+        str | None, typer.Option("--input", "-i", help='JSONL file of {"prompt": …} lines; - for stdin.')
+    ] = None,
+    model: Annotated[str, typer.Option(help="Registry name, .gguf file or HF directory.")] = "gemma-270m",
+    template: Annotated[
+        str | None, typer.Option(help="qa | chat | instruct | a text file with {prompt}.")
+    ] = None,
+    few_shot: Annotated[
+        Path | None, typer.Option("--few-shot", help='JSONL of {"prompt","completion"} demonstrations.')
+    ] = None,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop sequence (repeatable).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples per prompt.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option("--top-k")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p")] = None,
+    min_p: Annotated[float | None, typer.Option("--min-p")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    dtype: Annotated[str, typer.Option(help="bfloat16 | float32")] = "bfloat16",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSONL out: text, tokens, logq, logp_base, kl, stop.")
+    ] = False,
+) -> None:
+    """Generate continuations with the exact books (log q, log p_base, KL) for every sample."""
+    from steering.cli.inputs import collect_prompts
+    from steering.controls import FewShot, load_demonstrations, sampling_controls, template_from_name
+    from steering.decode import generate as run_generate
+    from steering.models import load_model
+
+    prompts = collect_prompts(prompt, input_path)
+    controls: list[object] = []
+    if few_shot is not None:
+        controls.append(FewShot(load_demonstrations(few_shot)))
+    if template is not None:
+        if few_shot is not None:
+            raise SteeringError(
+                "--few-shot already formats the query as Q:/A:; it cannot be combined with --template",
+                received=f"--template {template} --few-shot {few_shot}",
+                fix="drop one of them",
+            )
+        controls.append(template_from_name(template))
+    controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    with console.status(f"loading {model}…"):
+        lm = load_model(model, dtype=dtype)
+    with _progress() as bar:
+        task = bar.add_task("generating", total=len(prompts) * n * max_new_tokens)
+        samples = run_generate(
+            lm,
+            prompts,
+            controls=controls,
+            n=n,
+            max_new_tokens=max_new_tokens,
+            stop=stop or (),
+            seed=seed,
+            progress=lambda k: bar.advance(task, k),
+        )
+    if as_json:
+        for record in samples.to_records():
+            sys.stdout.write(json.dumps(record) + "\n")
+        return
+    out = Console()
+    for sample in samples:
+        out.rule(f"prompt {sample.prompt_index} · {sample.stop_reason} · KL {sample.kl:.3f} nats")
+        out.print(sample.text, markup=False, highlight=False)
+
+
+@app.command()
+def demo(
+    model: Annotated[str, typer.Option(help="Model to demonstrate on.")] = "gemma-270m",
+    out: Annotated[Path, typer.Option(help="Folder for report.html.")] = Path("report"),
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N questions.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Raw base vs Q:/A: wrapper vs few-shot on the built-in questions; writes report.html."""
+    from steering.cli.demo import SHORT_COLUMNS, demo_work_units, run_demo
+    from steering.eval import builtin_questions
+    from steering.models import load_model
+
+    started = time.time()
+    with console.status(f"loading {model} (first run converts the GGUF, ~1 min)…"):
+        lm = load_model(model)
+    count = min(limit or len(builtin_questions()), len(builtin_questions()))
+    with _progress() as bar:
+        task = bar.add_task("demo", total=demo_work_units(count, max_new_tokens))
+        results, report = run_demo(
+            lm,
+            out_dir=out,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            seed=seed,
+            progress=lambda k: bar.advance(task, k),
+        )
+    table = Table(title=f"steer demo · {lm.name} · {count} questions")
+    for column in SHORT_COLUMNS:
+        table.add_column(column)
+    for result in results:
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in result.row()])
+    Console().print(table)
+    Console().print(f"report: {report.resolve()}  ({time.time() - started:.0f} s)")
+
+
+def main() -> None:
+    """Entry point: run the app, turning SteeringError into a one-paragraph message and exit code 2."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except SteeringError as error:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        console.print("aborted")
+        raise SystemExit(130) from None
+    except (typer.Exit, SystemExit) as done:
+        code = getattr(done, "exit_code", getattr(done, "code", 0))
+        raise SystemExit(code) from None
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            raise SystemExit(2) from None
+        raise

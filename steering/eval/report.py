@@ -1,0 +1,102 @@
+"""A self-contained HTML report: a metrics table, bar plots as inline SVG, and examples side by side."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from steering.paths import atomic_write_text
+
+_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One block of the report: a heading, a paragraph, then HTML (a table, a plot, examples)."""
+
+    title: str
+    text: str
+    body: str
+
+
+def table_html(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        return html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def bar_chart_svg(groups: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str) -> str:
+    """Grouped bars: one group per technique, one bar per metric (values in [0, 1])."""
+    width, height, left, bottom, top = 720, 280, 40, 60, 30
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    group_w = plot_w / max(len(groups), 1)
+    bar_w = group_w * 0.8 / max(len(series), 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1 - tick)
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y}" y2="{y}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" font-size="10">{tick:.2f}</text>')
+    for g, group in enumerate(groups):
+        x0 = left + g * group_w + group_w * 0.1
+        for s, (name, values) in enumerate(series.items()):
+            value = max(0.0, min(1.0, float(values[g])))
+            bar_h = plot_h * value
+            x = x0 + s * bar_w
+            colour = _COLOURS[s % len(_COLOURS)]
+            parts.append(
+                f'<rect x="{x:.1f}" y="{top + plot_h - bar_h:.1f}" width="{bar_w * 0.95:.1f}" '
+                f'height="{bar_h:.1f}" fill="{colour}"><title>{html.escape(name)}: {value:.3f}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x0 + group_w * 0.4:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+            f'font-size="11">{html.escape(group)}</text>'
+        )
+    for s, name in enumerate(series):
+        x = left + s * 150
+        colour = _COLOURS[s % len(_COLOURS)]
+        parts.append(f'<rect x="{x}" y="{height - 22}" width="12" height="12" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 16}" y="{height - 12}" font-size="11">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def examples_html(prompts: Sequence[str], columns: Mapping[str, Sequence[str]]) -> str:
+    """One row per prompt, one column per technique, texts shown verbatim (whitespace kept)."""
+    head = "<th>prompt</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = []
+    for i, prompt in enumerate(prompts):
+        cells = "".join(f"<td><pre>{html.escape(texts[i])}</pre></td>" for texts in columns.values())
+        rows.append(f"<tr><td>{html.escape(prompt)}</td>{cells}</tr>")
+    return f'<table class="examples"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3}pre{white-space:pre-wrap;margin:0;font-size:12px;max-width:320px}
+.meta{color:#666;font-size:13px}
+"""
+
+
+def write_report(path: Path, *, title: str, meta: str, sections: Sequence[Section]) -> Path:
+    """Write the report atomically; it has no external resources (opens offline)."""
+    body = "".join(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.text)}</p>{s.body}" for s in sections)
+    document = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p class='meta'>{html.escape(meta)}</p>{body}</body></html>"
+    )
+    atomic_write_text(path, document)
+    return path

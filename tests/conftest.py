@@ -1,0 +1,37 @@
+"""Shared fixtures: the tiny model for unit tests, real packaged models for integration tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from steering.models import load_model
+
+    return load_model("tiny-random", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    from steering.models import load_model
+
+    return load_model("gemma-270m")
+
+
+@pytest.fixture(scope="session")
+def gemma32():
+    from steering.models import load_model
+
+    return load_model("gemma-270m", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    from steering.models import load_model
+
+    return load_model("smollm2-135m-instruct")

@@ -1,0 +1,95 @@
+"""The `steer` command line: output, exit codes, one-paragraph errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def steer(*args: str, stdin: str | None = None, home=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if home is not None:
+        env["STEERING_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "steering", *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_generate_json_on_tiny():
+    result = steer(
+        "generate", "--model", "tiny-random", "-p", "hello", "--n", "2", "--max-new-tokens", "5", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert set(record) >= {"text", "tokens", "logq", "logp_base", "kl", "stop_reason"}
+        assert len(record["logq"]) == len(record["tokens"]) == len(record["logp_base"])
+
+
+def test_generate_reads_stdin_prompt():
+    result = steer(
+        "generate", "--model", "tiny-random", "--max-new-tokens", "3", "--json", stdin="piped prompt\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["prompt"] == "piped prompt"
+
+
+def test_malformed_jsonl_names_the_line(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "ok"}\n{"prompt": broken}\n')
+    result = steer("generate", "--model", "tiny-random", "--input", str(path))
+    assert result.returncode == 2
+    assert "prompts.jsonl:2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-p", "hi", "--model", "gemma-207m"], 'Did you mean "gemma-270m"'),
+        (["-p", "hi", "--model", "tiny-random", "--temperature", "-1"], "temperature"),
+        (["-p", "hi", "--model", "tiny-random", "--top-p", "1.5"], "top-p"),
+        (["-p", "hi", "--model", "tiny-random", "--max-new-tokens", "0"], "max_new_tokens"),
+        (["-p", "hi", "--model", "tiny-random", "--n", "0"], "n must be"),
+        (["-p", "", "--model", "tiny-random"], "empty"),
+        (["-p", "hi", "--model", "tiny-random", "--template", "nope"], "template"),
+    ],
+)
+def test_errors_are_one_paragraph_with_exit_code_2(tmp_path, args, fragment):
+    result = steer("generate", *args, home=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert fragment.lower() in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_debug_shows_traceback():
+    result = steer("--debug", "generate", "-p", "hi", "--model", "tiny-random", "--n", "0")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_models_lists_registry():
+    result = steer("models")
+    assert result.returncode == 0
+    for name in ("gemma-270m", "smollm2-135m-instruct", "tiny-random"):
+        assert name[:10] in result.stdout
+
+
+@pytest.mark.integration
+def test_demo_small_run_writes_report(tmp_path):
+    result = steer("demo", "--limit", "4", "--max-new-tokens", "16", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "report.html").read_text()
+    assert "<svg" in report and "few-shot" in report and "What is the capital of France?" in report
+    assert "http://" not in report.replace("http://www.w3.org/2000/svg", "")
