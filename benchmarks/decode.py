@@ -23,7 +23,7 @@ import transformers
 from steering.controls import QA, Greedy
 from steering.decode import generate
 from steering.models import load_model
-from steering.models.loading import _contiguous_input, cache_folder
+from steering.models.loading import contiguous_head_input, cache_folder
 from steering.paths import steering_home
 
 PROMPTS = [
@@ -108,7 +108,7 @@ def main() -> None:
     tokenizer.padding_side = "left"
     plain = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
     fixed = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
-    fixed.get_output_embeddings().register_forward_pre_hook(_contiguous_input)
+    fixed.get_output_embeddings().register_forward_pre_hook(contiguous_head_input)
 
     rows = []
     for batch in (1, 8):

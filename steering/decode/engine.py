@@ -190,19 +190,8 @@ def _decode_batch(
     done = 0
     for _ in range(max_new_tokens):
         logp_base = out.logits[:, -1, :].float().log_softmax(-1)
-        scores = logp_base
-        for control in controls:
-            scores = control(sequences, scores)
-        if not controls:
-            logq = logp_base
-        elif getattr(controls[-1], "normalised", False):
-            logq = scores
-        else:
-            logq = scores.log_softmax(-1)
-        uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(device)
-        tokens = sample_inverse_cdf(logq, uniforms)
-        kl = step_kl(logq, logp_base) if controls else torch.zeros(len(rows), device=device)
-        picked_q = logq.gather(-1, tokens[:, None]).squeeze(-1).tolist()
+        tokens, logq_picked, kl = _draw(logp_base, sequences, controls, rows)
+        picked_q = logq_picked.tolist()
         picked_p = logp_base.gather(-1, tokens[:, None]).squeeze(-1).tolist()
         is_eos = torch.isin(tokens, eos).tolist()
         token_list = tokens.tolist()
@@ -244,6 +233,27 @@ def _decode_batch(
     for row in rows:
         if row.stop_reason is None:
             row.text = model.decode(row.tokens)
+
+
+def _draw(
+    logp_base: torch.Tensor, sequences: torch.Tensor, controls: list[LogitControl], rows: list[_Row]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step: apply the logit controls, sample, and return (tokens, log q of them, step KL)."""
+    point_mass = bool(controls) and getattr(controls[-1], "point_mass", False)
+    scores = logp_base
+    for control in controls[:-1] if point_mass else controls:
+        scores = control(sequences, scores)
+    if point_mass:
+        # Greedy: q is a point mass on the argmax, so log q = 0 and KL(q_t ‖ p_t) = −log p_t(token).
+        tokens = scores.argmax(dim=-1)
+        picked = torch.zeros(tokens.shape, device=tokens.device)
+        kl = -logp_base.gather(-1, tokens[:, None]).squeeze(-1)
+        return tokens, picked, kl
+    logq = scores.log_softmax(-1) if controls else logp_base
+    uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(logq.device)
+    tokens = sample_inverse_cdf(logq, uniforms)
+    kl = step_kl(logq, logp_base) if controls else torch.zeros(len(rows), device=logq.device)
+    return tokens, logq.gather(-1, tokens[:, None]).squeeze(-1), kl
 
 
 def _update_text(model: LanguageModel, row: _Row, stops: tuple[str, ...], is_eos: bool) -> None:

@@ -146,7 +146,7 @@ def _load_folder(folder: Path, *, name: str, dtype: torch.dtype, device: str) ->
     return _wrap(module.to(torch.device(device)).eval(), tokenizer, name=name)
 
 
-def _contiguous_input(_module: torch.nn.Module, args: tuple) -> tuple:
+def contiguous_head_input(_module: torch.nn.Module, args: tuple) -> tuple:
     # clone, not .contiguous(): a (B, 1, H) slice counts as contiguous but keeps its parent's strides.
     return (args[0].clone(memory_format=torch.contiguous_format), *args[1:])
 
@@ -158,7 +158,7 @@ def _wrap(module: Any, tokenizer: Any, *, name: str) -> LanguageModel:
         # `logits_to_keep` hands the output layer a non-contiguous slice of the hidden states; on CPU
         # torch then runs a batched matmul that copies the whole (vocab × hidden) weight per row —
         # seconds per prefill with a 262k vocabulary. A contiguous input takes the plain matmul path.
-        head.register_forward_pre_hook(_contiguous_input)
+        head.register_forward_pre_hook(contiguous_head_input)
     config = module.config
     generation = getattr(module, "generation_config", None)
     eos = getattr(generation, "eos_token_id", None) or config.eos_token_id or tokenizer.eos_token_id
