@@ -23,7 +23,7 @@ import transformers
 from steering.controls import QA, Greedy
 from steering.decode import generate
 from steering.models import load_model
-from steering.models.loading import contiguous_head_input, cache_folder
+from steering.models.loading import cache_folder, contiguous_head_input
 from steering.paths import steering_home
 
 PROMPTS = [
