@@ -146,6 +146,39 @@ def generate(
 
 
 @app.command()
+def classify(
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text the label follows.")],
+    labels: Annotated[str, typer.Option(help='Comma-separated labels, e.g. " positive, negative".')],
+    model: Annotated[str, typer.Option(help="Registry name, .gguf file or HF directory.")] = "gemma-270m",
+    end: Annotated[str | None, typer.Option(help="Text that closes an answer (e.g. '\\n').")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Exact probability of each full label (every token scored), normalised over the labels."""
+    from steering.controls import classify as run_classify
+    from steering.controls import first_token_shortcut
+    from steering.models import load_model
+
+    label_list = [label if label.startswith(" ") else " " + label for label in labels.split(",")]
+    label_list = [" " + label.strip() for label in label_list if label.strip()]
+    end_text = end.encode().decode("unicode_escape") if end else None
+    with console.status(f"loading {model}…"):
+        lm = load_model(model)
+    result = run_classify(lm, prompt, label_list, end=end_text)
+    shortcut = first_token_shortcut(lm, prompt, label_list)
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"prompt": prompt, "probs": result.as_dict(), "best": result.best}) + "\n"
+        )
+        return
+    table = Table(title="label probabilities (exact, all tokens) vs the first-token shortcut")
+    for column in ("label", "P(label)", "first-token shortcut"):
+        table.add_column(column)
+    for label, p, q in zip(result.labels, result.probs.tolist(), shortcut.tolist(), strict=True):
+        table.add_row(repr(label), f"{p:.4f}", f"{q:.4f}")
+    Console().print(table)
+
+
+@app.command()
 def demo(
     model: Annotated[str, typer.Option(help="Model to demonstrate on.")] = "gemma-270m",
     out: Annotated[Path, typer.Option(help="Folder for report.html.")] = Path("report"),

@@ -4,6 +4,7 @@ See `steering.controls.base` for the protocol and the order in which controls co
 """
 
 from steering.controls.base import ContextControl, Control, LogitControl, describe, split_controls
+from steering.controls.classify import Classification, classify, first_token_shortcut
 from steering.controls.context import (
     QA,
     ChatTemplate,
@@ -20,6 +21,7 @@ from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sa
 __all__ = [
     "QA",
     "ChatTemplate",
+    "Classification",
     "ContextControl",
     "Control",
     "Demonstration",
@@ -32,8 +34,10 @@ __all__ = [
     "Temperature",
     "TopK",
     "TopP",
+    "classify",
     "demonstrations",
     "describe",
+    "first_token_shortcut",
     "load_demonstrations",
     "sampling_controls",
     "split_controls",
