@@ -16,11 +16,13 @@ from steering.controls.context import (
     load_demonstrations,
     template_from_name,
 )
+from steering.controls.pool import Choices
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
 
 __all__ = [
     "QA",
     "ChatTemplate",
+    "Choices",
     "Classification",
     "ContextControl",
     "Control",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -174,6 +175,11 @@ def _decode_batch(
         ids[i, width - len(row.context_ids) :] = torch.tensor(row.context_ids)
         mask[i, width - len(row.context_ids) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    for control in controls:
+        start = getattr(control, "start", None)
+        if callable(start):
+            start(tokenizer=model.tokenizer, prompt_width=width, batch_size=len(rows))
+    finishers: list[Any] = [c for c in controls if callable(getattr(c, "is_complete", None))]
     device = model.device
     sequences = ids.to(device)
     mask = mask.to(device)
@@ -204,6 +210,9 @@ def _decode_batch(
             row.logp.append(picked_p[i])
             row.kl_steps.append(kl_list[i])
             _update_text(model, row, stops, is_eos[i])
+            if row.stop_reason is None and finishers and all(c.is_complete(row.tokens) for c in finishers):
+                row.text = model.decode(row.tokens)
+                row.stop_reason = "stop"
         if progress is not None:
             progress(len(rows))
         done += 1
@@ -233,6 +242,8 @@ def _decode_batch(
     for row in rows:
         if row.stop_reason is None:
             row.text = model.decode(row.tokens)
+            # A constraint that did not finish within the budget: never a valid sample.
+            row.stop_reason = "unfinished" if finishers else None
 
 
 def _draw(

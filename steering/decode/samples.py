@@ -20,7 +20,8 @@ class Sample:
         token_ids: generated tokens (including the ones that completed a stop sequence or EOS).
         logq: (T,) log-probability of each token under the distribution it was sampled from.
         logp_base: (T,) log-probability of each token under the base model given the *raw* prompt.
-        stop_reason: "stop" (a stop sequence), "eos" or "length".
+        stop_reason: "stop" (a stop sequence, or a constraint completed), "eos", "length", or
+            "unfinished" (a constraint could not complete within max_new_tokens: not a valid sample).
         step_kl: (T,) exact KL(q_t ‖ p_t) over the vocabulary at each step, when the base and the
             sampled distribution share the context (no context controls); else None.
     """
