@@ -18,9 +18,11 @@ from steering.controls.context import (
 )
 from steering.controls.pool import Choices
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
+from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_first_tokens
 
 __all__ = [
     "QA",
+    "BagOfWords",
     "ChatTemplate",
     "Choices",
     "Classification",
@@ -30,6 +32,7 @@ __all__ = [
     "FewShot",
     "Greedy",
     "Instruction",
+    "LogitBias",
     "LogitControl",
     "MinP",
     "PromptTemplate",
@@ -41,7 +44,9 @@ __all__ = [
     "describe",
     "first_token_shortcut",
     "load_demonstrations",
+    "load_words",
     "sampling_controls",
     "split_controls",
     "template_from_name",
+    "word_first_tokens",
 ]
