@@ -93,3 +93,26 @@ def test_demo_small_run_writes_report(tmp_path):
     report = (tmp_path / "report.html").read_text()
     assert "<svg" in report and "few-shot" in report and "What is the capital of France?" in report
     assert "http://" not in report.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_choices_bias_and_exact_flags(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("# topic\nz\nq\n")
+    result = steer(
+        "generate", "--model", "tiny-random", "-p", "Label:", "--choices", "yes,no,maybe so",
+        "--bias", "z=+2", "--bow", f"{words}:1.5", "--n", "6", "--exact", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 6
+    assert {r["text"] for r in records} <= {" yes", " no", " maybe so"}
+    assert "ESS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--bias", "Paris"), ("--bow", "words.txt"), ("--bias", "x=nan")]
+)
+def test_bad_tweak_flags(flag, value):
+    result = steer("generate", "--model", "tiny-random", "-p", "hi", flag, value)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr

@@ -74,3 +74,15 @@ def test_choices_on_gemma(gemma):
     assert all(s.text in labels for s in samples)
     exact = classify(gemma, prompt, labels)
     assert exact.best == " positive"
+
+
+def test_resample_by_weights_matches_exact(tiny):
+    labels = [" yes", " no", " maybe so", " sure"]
+    exact = classify(tiny, PROMPT, labels).probs
+    samples = generate(tiny, [PROMPT], controls=[Choices(labels)], n=2000, max_new_tokens=12, batch_size=500)
+    resampled = samples.resample(seed=1)
+    share = (
+        torch.bincount(torch.tensor([labels.index(s.text) for s in resampled]), minlength=4).double() / 2000
+    )
+    assert 0.5 * (share - exact).abs().sum().item() < 0.05
+    assert 1.0 <= samples.effective_sample_size() < 2000

@@ -98,6 +98,20 @@ def generate(
     min_p: Annotated[float | None, typer.Option("--min-p")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     dtype: Annotated[str, typer.Option(help="bfloat16 | float32")] = "bfloat16",
+    choices: Annotated[
+        str | None,
+        typer.Option(help='Comma-separated labels; the output is exactly one ("positive,negative").'),
+    ] = None,
+    bias: Annotated[
+        list[str] | None, typer.Option("--bias", help="WORD=STRENGTH logit bias (repeatable), e.g. Paris=+4.")
+    ] = None,
+    bow: Annotated[
+        str | None, typer.Option("--bow", help="FILE:STRENGTH bag of words (one word a line).")
+    ] = None,
+    exact: Annotated[
+        bool,
+        typer.Option("--exact", help="Resample by importance weights: p(x | constraint), not the masked q."),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="JSONL out: text, tokens, logq, logp_base, kl, stop.")
     ] = False,
@@ -120,6 +134,7 @@ def generate(
                 fix="drop one of them",
             )
         controls.append(template_from_name(template))
+    controls += _tweak_and_pool_controls(choices=choices, bias=bias, bow=bow)
     controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with console.status(f"loading {model}…"):
         lm = load_model(model, dtype=dtype)
@@ -135,6 +150,10 @@ def generate(
             seed=seed,
             progress=lambda k: bar.advance(task, k),
         )
+    if exact:
+        ess = samples.effective_sample_size()
+        samples = samples.resample(seed=seed)
+        console.print(f"resampled by importance weights (ESS of the proposal samples: {ess:.1f})")
     if as_json:
         for record in samples.to_records():
             sys.stdout.write(json.dumps(record) + "\n")
@@ -143,6 +162,40 @@ def generate(
     for sample in samples:
         out.rule(f"prompt {sample.prompt_index} · {sample.stop_reason} · KL {sample.kl:.3f} nats")
         out.print(sample.text, markup=False, highlight=False)
+
+
+def _tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow: str | None) -> list[object]:
+    from steering.controls import BagOfWords, Choices, LogitBias, load_words
+
+    controls: list[object] = []
+    if bias:
+        table: dict[str | int, float] = {}
+        for item in bias:
+            word, sep, value = item.rpartition("=")
+            try:
+                table[word] = float(value)
+            except ValueError:
+                word = ""
+            if not sep or not word:
+                raise SteeringError(
+                    "--bias takes WORD=STRENGTH",
+                    received=item,
+                    fix="write e.g. --bias Paris=+4 --bias London=-2",
+                ) from None
+        controls.append(LogitBias(table))
+    if bow:
+        path, sep, strength = bow.rpartition(":")
+        try:
+            bow_strength = float(strength)
+        except ValueError:
+            path = ""
+        if not sep or not path:
+            raise SteeringError("--bow takes FILE:STRENGTH", received=bow, fix="write e.g. --bow words.txt:3")
+        controls.append(BagOfWords(load_words(path), bow_strength))
+    if choices:
+        labels = [" " + label.strip() for label in choices.split(",") if label.strip()]
+        controls.append(Choices(labels))
+    return controls
 
 
 @app.command()

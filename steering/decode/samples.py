@@ -104,3 +104,31 @@ class Samples:
 
     def to_records(self) -> list[dict[str, object]]:
         return [s.to_record() for s in self.items]
+
+    def resample(self, *, seed: int = 0, k: int | None = None) -> Samples:
+        """Resample each prompt's samples by their self-normalised importance weights.
+
+        With a pool or tweak as the proposal q and the base p as target, the resampled set is
+        (asymptotically) distributed as p(x | constraint) instead of the locally renormalised q.
+        "unfinished" samples get weight 0. Returns `k` samples per prompt (default: as many as given).
+        """
+        generator = torch.Generator().manual_seed(seed)
+        by_prompt: dict[int, list[Sample]] = {}
+        for item in self.items:
+            by_prompt.setdefault(item.prompt_index, []).append(item)
+        chosen: list[Sample] = []
+        for index in sorted(by_prompt):
+            group = [s for s in by_prompt[index] if s.stop_reason != "unfinished"]
+            if not group:
+                continue
+            weights = torch.tensor([s.log_weight for s in group], dtype=torch.float64).softmax(0)
+            draws = torch.multinomial(
+                weights, k or len(by_prompt[index]), replacement=True, generator=generator
+            )
+            chosen.extend(group[i] for i in draws.tolist())
+        return Samples(items=chosen, model_name=self.model_name, controls=[*self.controls, "resampled"])
+
+    def effective_sample_size(self) -> float:
+        """(Σw)² / Σw² of the normalised importance weights (over all samples)."""
+        weights = self.log_weight.softmax(0)
+        return float(1.0 / (weights**2).sum()) if len(self.items) else 0.0
