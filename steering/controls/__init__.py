@@ -3,7 +3,14 @@
 See `steering.controls.base` for the protocol and the order in which controls compose.
 """
 
-from steering.controls.base import ContextControl, Control, LogitControl, describe, split_controls
+from steering.controls.base import (
+    ContextControl,
+    Control,
+    LogitControl,
+    ModelControl,
+    describe,
+    split_controls,
+)
 from steering.controls.classify import Classification, classify, first_token_shortcut
 from steering.controls.context import (
     QA,
@@ -18,6 +25,7 @@ from steering.controls.context import (
 )
 from steering.controls.pool import Choices
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
+from steering.controls.steer_vector import SteeringVector, build_steering_vector, decoder_layers
 from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_first_tokens
 
 __all__ = [
@@ -35,11 +43,15 @@ __all__ = [
     "LogitBias",
     "LogitControl",
     "MinP",
+    "ModelControl",
     "PromptTemplate",
+    "SteeringVector",
     "Temperature",
     "TopK",
     "TopP",
+    "build_steering_vector",
     "classify",
+    "decoder_layers",
     "demonstrations",
     "describe",
     "first_token_shortcut",

@@ -3,6 +3,8 @@
 - A **context control** changes the input: `render(prompt, tokenizer=...) -> str`, and may add
   stop sequences (`stop`). Because it changes the context, the decode engine rescores every sampled
   token under the base model on the user's *raw* prompt to fill `logp_base`.
+- A **model control** (activation steering) changes the model during generation through forward
+  hooks (`attached(model)`, a context manager); `logp_base` is then rescored with the unhooked model.
 - A **logit control** changes the next-token scores: `__call__(input_ids, scores) -> scores`, the
   signature of a Hugging Face `LogitsProcessor` (so HF processors can be passed here, and ours
   can be passed to `model.generate`). `scores` are float32 log-probabilities, shape (B, V); the
@@ -38,15 +40,27 @@ class LogitControl(Protocol):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
 
 
-Control = ContextControl | LogitControl
+@runtime_checkable
+class ModelControl(Protocol):
+    """Changes the model itself while generating (forward hooks): `attached(model)` is a context manager."""
+
+    def attached(self, model: Any) -> Any: ...
 
 
-def split_controls(controls: Sequence[object]) -> tuple[list[ContextControl], list[LogitControl]]:
-    """Separate context controls from logit controls, keeping each list's order."""
+Control = ContextControl | LogitControl | ModelControl
+
+
+def split_controls(
+    controls: Sequence[object],
+) -> tuple[list[ContextControl], list[LogitControl], list[ModelControl]]:
+    """Separate context, logit and model controls, keeping each list's order."""
     context: list[ContextControl] = []
     logits: list[LogitControl] = []
+    model: list[ModelControl] = []
     for control in controls:
-        if callable(getattr(control, "render", None)):
+        if callable(getattr(control, "attached", None)):
+            model.append(control)  # type: ignore[arg-type]
+        elif callable(getattr(control, "render", None)):
             context.append(control)  # type: ignore[arg-type]
         elif callable(control):
             logits.append(control)  # type: ignore[arg-type]
@@ -57,7 +71,7 @@ def split_controls(controls: Sequence[object]) -> tuple[list[ContextControl], li
                 received=type(control).__name__,
                 fix="use a control from steering.controls or an HF LogitsProcessor",
             )
-    return context, logits
+    return context, logits, model
 
 
 def describe(control: object) -> str:

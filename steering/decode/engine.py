@@ -15,6 +15,7 @@ does not depend on how rows were batched.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,7 @@ def generate(
     """
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
     _validate(prompt_list, n=n, max_new_tokens=max_new_tokens, batch_size=batch_size, stop=stop)
-    context_controls, logit_controls = split_controls(controls)
+    context_controls, logit_controls, model_controls = split_controls(controls)
     stops = tuple(dict.fromkeys([*stop, *(s for c in context_controls for s in c.stop)]))
     contexts = [_render(p, context_controls, model) for p in prompt_list]
     context_ids = [model.encode(c) for c in contexts]
@@ -94,10 +95,14 @@ def generate(
     ]
     # Decode similar lengths together (less padding); results keep the prompt-major order.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i].context_ids))
-    for start in range(0, len(order), batch_size):
-        batch = [rows[i] for i in order[start : start + batch_size]]
-        _decode_batch(model, batch, logit_controls, max_new_tokens, stops, progress)
-    rescored = bool(context_controls)
+    with ExitStack() as stack:
+        for control in model_controls:
+            stack.enter_context(control.attached(model))
+        for start in range(0, len(order), batch_size):
+            batch = [rows[i] for i in order[start : start + batch_size]]
+            _decode_batch(model, batch, logit_controls, max_new_tokens, stops, progress)
+    # The forward pass saw a changed input or a changed model: rescore with the plain model on the raw prompt.
+    rescored = bool(context_controls) or bool(model_controls)
     if rescored:
         raw_ids = [model.encode(p) for p in prompt_list]
         base = model.logprobs([raw_ids[r.prompt_index] for r in rows], [r.tokens for r in rows])
