@@ -116,3 +116,20 @@ def test_bad_tweak_flags(flag, value):
     result = steer("generate", "--model", "tiny-random", "-p", "hi", flag, value)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_vector_build_then_steer(tmp_path):
+    (tmp_path / "pos.txt").write_text("I love this, it is wonderful\nWhat a happy day\n")
+    (tmp_path / "neg.txt").write_text("I hate this, it is awful\nWhat a sad day\n")
+    out = tmp_path / "happy.safetensors"
+    built = steer(
+        "vector", "build", "--model", "tiny-random", "--positive", str(tmp_path / "pos.txt"),
+        "--negative", str(tmp_path / "neg.txt"), "--layers", "0,1", "--out", str(out),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert out.is_file() and (tmp_path / "happy.safetensors.json").is_file()
+    result = steer("generate", "--model", "tiny-random", "-p", "hello", "--steer", f"{out}:3", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["kl"] != 0.0
+    missing = steer("generate", "--model", "tiny-random", "-p", "hello", "--steer", "nope.safetensors:2")
+    assert missing.returncode == 2 and "steer vector build" in missing.stderr

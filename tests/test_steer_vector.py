@@ -88,3 +88,32 @@ def test_bad_alpha(vector, alpha):
 def test_bad_layers(tiny):
     with pytest.raises(InvalidArgument, match="(?i)layer indices"):
         build_steering_vector(tiny, positive=POSITIVE, negative=NEGATIVE, layers=[5])
+
+
+@pytest.mark.integration
+def test_sentiment_vector_moves_gemma_in_the_intended_direction(gemma):
+    positive = [
+        "I love this. It is wonderful and makes me so happy.",
+        "What a beautiful, joyful day full of hope.",
+        "This is great news, I am delighted and grateful.",
+        "The food was delicious and the staff were kind.",
+    ]
+    negative = [
+        "I hate this. It is awful and makes me so sad.",
+        "What an ugly, miserable day full of despair.",
+        "This is terrible news, I am upset and angry.",
+        "The food was disgusting and the staff were rude.",
+    ]
+    vector = build_steering_vector(gemma, positive=positive, negative=negative, layers=[6])
+    good = [gemma.encode_continuation(w)[0] for w in (" wonderful", " great", " good", " amazing")]
+    bad = [gemma.encode_continuation(w)[0] for w in (" terrible", " awful", " bad", " horrible")]
+    ids = torch.tensor([gemma.encode("Honestly, I thought the movie was")])
+
+    def gap(alpha: float) -> float:
+        with vector.with_alpha(alpha).attached(gemma), torch.no_grad():
+            logp = gemma.module(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+        return float(torch.logsumexp(logp[good], 0) - torch.logsumexp(logp[bad], 0))
+
+    base, up, down = gap(0.0), gap(2.0), gap(-2.0)
+    print(f"log-odds good vs bad: base {base:.2f}, +2 {up:.2f}, -2 {down:.2f}")
+    assert up > base + 0.5 > down + 1.0, (base, up, down)

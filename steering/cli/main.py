@@ -108,6 +108,9 @@ def generate(
     bow: Annotated[
         str | None, typer.Option("--bow", help="FILE:STRENGTH bag of words (one word a line).")
     ] = None,
+    steer_vector: Annotated[
+        str | None, typer.Option("--steer", help="VECTOR.safetensors:ALPHA activation steering.")
+    ] = None,
     exact: Annotated[
         bool,
         typer.Option("--exact", help="Resample by importance weights: p(x | constraint), not the masked q."),
@@ -135,6 +138,8 @@ def generate(
             )
         controls.append(template_from_name(template))
     controls += _tweak_and_pool_controls(choices=choices, bias=bias, bow=bow)
+    if steer_vector:
+        controls.append(_load_vector(steer_vector))
     controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with console.status(f"loading {model}…"):
         lm = load_model(model, dtype=dtype)
@@ -162,6 +167,63 @@ def generate(
     for sample in samples:
         out.rule(f"prompt {sample.prompt_index} · {sample.stop_reason} · KL {sample.kl:.3f} nats")
         out.print(sample.text, markup=False, highlight=False)
+
+
+def _load_vector(spec: str) -> object:
+    from steering.controls import SteeringVector
+
+    path, sep, alpha = spec.rpartition(":")
+    try:
+        strength = float(alpha)
+    except ValueError:
+        path = ""
+    if not sep or not path:
+        raise SteeringError(
+            "--steer takes VECTOR:ALPHA", received=spec, fix="write e.g. --steer happy.safetensors:2"
+        )
+    return SteeringVector.load(path, alpha=strength)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise SteeringError(f"the file {path} does not exist", received=str(path), fix="check the path")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise SteeringError(
+            f"{path} has no examples", received="an empty file", fix="write one example per line"
+        )
+    return lines
+
+
+vector_app = typer.Typer(help="Activation steering vectors.", no_args_is_help=True)
+app.add_typer(vector_app, name="vector")
+
+
+@vector_app.command("build")
+def vector_build(
+    positive: Annotated[Path, typer.Option(help="Text file, one positive example per line.")],
+    negative: Annotated[Path, typer.Option(help="Text file, one negative example per line.")],
+    out: Annotated[Path, typer.Option(help="Where to write VECTOR.safetensors (+ .json metadata).")],
+    layers: Annotated[str, typer.Option(help="Comma-separated decoder layer indices, e.g. 6 or 4,8.")] = "6",
+    model: Annotated[str, typer.Option()] = "gemma-270m",
+) -> None:
+    """Mean-difference steering vector from contrast examples (layer outputs, BOS excluded)."""
+    from steering.controls import build_steering_vector
+    from steering.models import load_model
+
+    try:
+        layer_list = [int(x) for x in layers.split(",") if x.strip()]
+    except ValueError:
+        raise SteeringError(
+            "--layers takes integers", received=layers, fix="write e.g. --layers 4,8"
+        ) from None
+    pos, neg = _read_lines(positive), _read_lines(negative)
+    with console.status(f"loading {model}…"):
+        lm = load_model(model)
+    vector = build_steering_vector(lm, positive=pos, negative=neg, layers=layer_list)
+    path = vector.save(out)
+    norms = ", ".join(f"layer {k}: {float(v.norm()):.1f}" for k, v in sorted(vector.vectors.items()))
+    Console().print(f"wrote {path} ({norms}); use it with: steer generate --steer {path}:2")
 
 
 def _tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow: str | None) -> list[object]:

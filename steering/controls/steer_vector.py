@@ -53,7 +53,7 @@ def _check_layers(layers: Sequence[int], count: int) -> list[int]:
 def _mean_layer_outputs(
     model: LanguageModel, prompts: Sequence[str], layers: list[int]
 ) -> dict[int, torch.Tensor]:
-    """Mean over prompts of the mean over real tokens of each chosen layer's output, in float32."""
+    """Mean over prompts of the mean over tokens (BOS excluded) of each chosen layer's output, in float32."""
     blocks = decoder_layers(model.module)
     sums = {layer: torch.zeros(model.module.config.hidden_size) for layer in layers}
     captured: dict[int, torch.Tensor] = {}
@@ -69,8 +69,17 @@ def _mean_layer_outputs(
         for prompt in prompts:
             ids = torch.tensor([model.encode(prompt)], device=model.device)
             model.module(input_ids=ids, use_cache=False, logits_to_keep=1)
+            # Skip the BOS position: it carries a huge, prompt-independent activation (an attention sink)
+            # that would otherwise dominate the mean.
+            skip = (
+                1
+                if model.bos_token_id is not None
+                and int(ids[0, 0]) == model.bos_token_id
+                and ids.shape[1] > 1
+                else 0
+            )
             for layer in layers:
-                sums[layer] += captured[layer][0].float().mean(0).cpu()
+                sums[layer] += captured[layer][0, skip:].float().mean(0).cpu()
     finally:
         for handle in handles:
             handle.remove()
