@@ -86,7 +86,7 @@ def test_bad_alpha(vector, alpha):
 
 
 def test_bad_layers(tiny):
-    with pytest.raises(InvalidArgument, match="(?i)layer indices"):
+    with pytest.raises(InvalidArgument, match=r"(?i)layer indices"):
         build_steering_vector(tiny, positive=POSITIVE, negative=NEGATIVE, layers=[5])
 
 
