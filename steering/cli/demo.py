@@ -16,6 +16,12 @@ from pathlib import Path
 
 import torch
 
+from steering.cli.demo_controls import (
+    SentimentRow,
+    controls_sections,
+    controls_work_units,
+    run_controls_section,
+)
 from steering.controls import QA, FewShot, Greedy, demonstrations
 from steering.decode import Samples, generate
 from steering.eval import Summary, builtin_demonstrations, builtin_questions, summarise
@@ -70,6 +76,14 @@ class TechniqueResult:
         ]
 
 
+@dataclass(frozen=True)
+class DemoResult:
+    prompting: list[TechniqueResult]
+    label_rows: list[list[object]]
+    sentiment: list[SentimentRow]
+    report: Path
+
+
 def techniques() -> list[tuple[str, list[object]]]:
     demos = demonstrations(builtin_demonstrations())
     return [
@@ -87,7 +101,7 @@ def run_demo(
     limit: int | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
-) -> tuple[list[TechniqueResult], Path]:
+) -> DemoResult:
     """Run every technique on the built-in questions and write `out_dir/report.html`."""
     questions = builtin_questions()[:limit] if limit else builtin_questions()
     prompts = [q.question for q in questions]
@@ -101,18 +115,26 @@ def run_demo(
         results.append(
             TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))
         )
+    label_rows, sentiment_rows = run_controls_section(model, seed=seed, progress=progress)
+    extra = tuple(controls_sections(label_rows, sentiment_rows))
     elapsed = time.time() - started
-    report = write_demo_report(model, results, prompts, out_dir / "report.html", elapsed=elapsed)
-    return results, report
+    report = write_demo_report(model, results, prompts, out_dir / "report.html", elapsed=elapsed, extra=extra)
+    return DemoResult(results, label_rows, sentiment_rows, report)
 
 
 def demo_work_units(count: int, max_new_tokens: int) -> int:
     """Token slots the demo's progress bar counts: techniques × 2 decodings × prompts × tokens."""
-    return len(techniques()) * 2 * count * max_new_tokens
+    return len(techniques()) * 2 * count * max_new_tokens + controls_work_units()
 
 
 def write_demo_report(
-    model: LanguageModel, results: list[TechniqueResult], prompts: list[str], path: Path, *, elapsed: float
+    model: LanguageModel,
+    results: list[TechniqueResult],
+    prompts: list[str],
+    path: Path,
+    *,
+    elapsed: float,
+    extra: tuple[Section, ...] = (),
 ) -> Path:
     names = [r.name for r in results]
     chart = bar_chart_svg(
@@ -149,5 +171,6 @@ def write_demo_report(
             "Ancestral samples from the controlled distribution (seed fixed).",
             examples_html(prompts, {r.name: r.sampled.texts for r in results}),
         ),
+        *extra,
     ]
     return write_report(path, title="steering demo", meta=meta, sections=sections)

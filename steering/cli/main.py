@@ -312,7 +312,7 @@ def demo(
     count = min(limit or len(builtin_questions()), len(builtin_questions()))
     with _progress() as bar:
         task = bar.add_task("demo", total=demo_work_units(count, max_new_tokens))
-        results, report = run_demo(
+        outcome = run_demo(
             lm,
             out_dir=out,
             max_new_tokens=max_new_tokens,
@@ -323,10 +323,16 @@ def demo(
     table = Table(title=f"steer demo · {lm.name} · {count} questions")
     for column in SHORT_COLUMNS:
         table.add_column(column)
-    for result in results:
+    for result in outcome.prompting:
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in result.row()])
     Console().print(table)
-    Console().print(f"report: {report.resolve()}  ({time.time() - started:.0f} s)")
+    sentiment = Table(title="positive sentiment: reward (VADER) vs KL to base")
+    for column in ("technique", "strength", "mean VADER", "mean KL"):
+        sentiment.add_column(column)
+    for row in outcome.sentiment:
+        sentiment.add_row(row.technique, row.strength, f"{row.reward:.3f}", f"{row.kl:.2f}")
+    Console().print(sentiment)
+    Console().print(f"report: {outcome.report.resolve()}  ({time.time() - started:.0f} s)")
 
 
 def main() -> None:
