@@ -21,7 +21,8 @@ def vector(tiny):
 def test_build_is_mean_difference(tiny, vector):
     captured = []
     layer = decoder_layers(tiny.module)[1]
-    handle = layer.register_forward_hook(lambda _m, _a, out: captured.append(out[0].float().mean(0)))
+    # The BOS position is excluded from the means (see steer_vector._mean_layer_outputs).
+    handle = layer.register_forward_hook(lambda _m, _a, out: captured.append(out[0, 1:].float().mean(0)))
     try:
         for prompt in POSITIVE + NEGATIVE:
             tiny.module(input_ids=torch.tensor([tiny.encode(prompt)]))
