@@ -133,3 +133,18 @@ def test_vector_build_then_steer(tmp_path):
     assert json.loads(result.stdout.splitlines()[0])["kl"] != 0.0
     missing = steer("generate", "--model", "tiny-random", "-p", "hello", "--steer", "nope.safetensors:2")
     assert missing.returncode == 2 and "steer vector build" in missing.stderr
+
+
+def test_regex_and_schema_flags(tmp_path):
+    result = steer(
+        "generate", "--model", "tiny-random", "-p", "x", "--regex", "[ab]{3}", "--n", "3", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert all(len(json.loads(line)["text"]) == 3 for line in result.stdout.splitlines())
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"enum": ["red", "green"]}))
+    result = steer("generate", "--model", "tiny-random", "-p", "x", "--json-schema", str(schema), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(json.loads(result.stdout.splitlines()[0])["text"]) in ("red", "green")
+    bad = steer("generate", "--model", "tiny-random", "-p", "x", "--regex", "a(b")
+    assert bad.returncode == 2 and "unclosed group" in bad.stderr and "Traceback" not in bad.stderr

@@ -115,11 +115,11 @@ def run_demo(
         results.append(
             TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))
         )
-    label_rows, sentiment_rows = run_controls_section(model, seed=seed, progress=progress)
-    extra = tuple(controls_sections(label_rows, sentiment_rows))
+    controls_outcome = run_controls_section(model, seed=seed, progress=progress)
+    extra = tuple(controls_sections(controls_outcome))
     elapsed = time.time() - started
     report = write_demo_report(model, results, prompts, out_dir / "report.html", elapsed=elapsed, extra=extra)
-    return DemoResult(results, label_rows, sentiment_rows, report)
+    return DemoResult(results, controls_outcome.label_rows, controls_outcome.sentiment, report)
 
 
 def demo_work_units(count: int, max_new_tokens: int) -> int:

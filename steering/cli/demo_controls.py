@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from steering.controls import BagOfWords, Instruction, build_steering_vector, classify, first_token_shortcut
+from steering.controls import (
+    BagOfWords,
+    Instruction,
+    JsonSchema,
+    build_steering_vector,
+    classify,
+    first_token_shortcut,
+)
 from steering.decode import generate
 from steering.eval.report import Section, table_html
 from steering.eval.sentiment import vader_reward
@@ -61,6 +68,17 @@ POSITIVE_WORDS = [
     "enjoy",
 ]
 SAMPLES_PER_START = 4
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "city": {"type": "string", "maxLength": 20},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+JSON_SAMPLES = 4
 NEW_TOKENS = 32
 
 
@@ -87,18 +105,28 @@ def sentiment_settings(model: LanguageModel) -> list[tuple[str, str, list[object
 
 
 def controls_work_units() -> int:
-    return 6 * len(STARTS) * SAMPLES_PER_START * NEW_TOKENS
+    return 6 * len(STARTS) * SAMPLES_PER_START * NEW_TOKENS + JSON_SAMPLES * 48
 
 
 def run_controls_section(
     model: LanguageModel, *, seed: int = 0, progress: Callable[[int], None] | None = None
-) -> tuple[list[list[object]], list[SentimentRow]]:
+) -> ControlsOutcome:
     label_rows: list[list[object]] = []
     for review in REVIEWS:
         exact = classify(model, review, LABELS)
         shortcut = first_token_shortcut(model, review, LABELS)
         text = review.split("\n")[0].removeprefix("Review: ")
         label_rows.append([text, exact.best, *exact.probs.tolist(), *shortcut.tolist()])
+    json_samples = generate(
+        model,
+        ["A short profile of a person, as JSON: "],
+        controls=[JsonSchema(PERSON_SCHEMA)],
+        n=JSON_SAMPLES,
+        max_new_tokens=48,
+        seed=seed,
+        progress=progress,
+    )
+    json_rows: list[list[object]] = [[s.text, s.stop_reason, s.log_weight] for s in json_samples]
     sentiment_rows = []
     for technique, strength, controls in sentiment_settings(model):
         samples = generate(
@@ -120,10 +148,18 @@ def run_controls_section(
                 samples[0].prompt + samples[0].text,
             )
         )
-    return label_rows, sentiment_rows
+    return ControlsOutcome(label_rows, json_rows, sentiment_rows)
 
 
-def controls_sections(label_rows: list[list[object]], sentiment_rows: list[SentimentRow]) -> list[Section]:
+@dataclass(frozen=True)
+class ControlsOutcome:
+    label_rows: list[list[object]]
+    json_rows: list[list[object]]
+    sentiment: list[SentimentRow]
+
+
+def controls_sections(outcome: ControlsOutcome) -> list[Section]:
+    label_rows, sentiment_rows = outcome.label_rows, outcome.sentiment
     label_columns = [
         "review",
         "best",
@@ -137,6 +173,13 @@ def controls_sections(label_rows: list[list[object]], sentiment_rows: list[Senti
             "reads one next-token distribution, so 'mixed feelings' is judged by 'mixed' alone. `Choices` "
             "restricts sampling to the labels, and its samples carry the exact importance weights.",
             table_html(label_columns, label_rows),
+        ),
+        Section(
+            "Structured output: a JSON schema fill",
+            "JsonSchema (llguidance) restricts every step to tokens that keep the JSON valid under the schema "
+            "(name ≤ 20 characters, age 0–120, city); compact JSON, no runaway whitespace. log w is the exact "
+            "importance weight of the sample for p(x | x is valid).",
+            table_html(["output", "stop", "log w"], outcome.json_rows),
         ),
         Section(
             "Probability tweaks: positive sentiment and what it costs",

@@ -108,6 +108,15 @@ def generate(
     bow: Annotated[
         str | None, typer.Option("--bow", help="FILE:STRENGTH bag of words (one word a line).")
     ] = None,
+    regex: Annotated[
+        str | None, typer.Option("--regex", help="The output must fully match this regex.")
+    ] = None,
+    json_schema: Annotated[
+        Path | None, typer.Option("--json-schema", help="The output is JSON valid under this schema file.")
+    ] = None,
+    grammar: Annotated[
+        Path | None, typer.Option("--grammar", help="A Lark grammar file (start rule).")
+    ] = None,
     steer_vector: Annotated[
         str | None, typer.Option("--steer", help="VECTOR.safetensors:ALPHA activation steering.")
     ] = None,
@@ -140,6 +149,7 @@ def generate(
     controls += _tweak_and_pool_controls(choices=choices, bias=bias, bow=bow)
     if steer_vector:
         controls.append(_load_vector(steer_vector))
+    controls += _grammar_controls(regex=regex, json_schema=json_schema, grammar=grammar)
     controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with console.status(f"loading {model}…"):
         lm = load_model(model, dtype=dtype)
@@ -167,6 +177,35 @@ def generate(
     for sample in samples:
         out.rule(f"prompt {sample.prompt_index} · {sample.stop_reason} · KL {sample.kl:.3f} nats")
         out.print(sample.text, markup=False, highlight=False)
+
+
+def _grammar_controls(*, regex: str | None, json_schema: Path | None, grammar: Path | None) -> list[object]:
+    from steering.controls import JsonSchema, Lark, Regex
+
+    given = [x for x in (regex, json_schema, grammar) if x is not None]
+    if len(given) > 1:
+        raise SteeringError(
+            "--regex, --json-schema and --grammar each define the whole output; give only one",
+            received=f"{len(given)} of them",
+            fix="combine them into one Lark grammar with --grammar",
+        )
+    if regex is not None:
+        return [Regex(regex)]
+    if json_schema is not None:
+        if not json_schema.is_file():
+            raise SteeringError(
+                f"the schema file {json_schema} does not exist",
+                received=str(json_schema),
+                fix="check the path",
+            )
+        return [JsonSchema(json_schema)]
+    if grammar is not None:
+        if not grammar.is_file():
+            raise SteeringError(
+                f"the grammar file {grammar} does not exist", received=str(grammar), fix="check the path"
+            )
+        return [Lark(grammar.read_text(encoding="utf-8"))]
+    return []
 
 
 def _load_vector(spec: str) -> object:

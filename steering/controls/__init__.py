@@ -23,6 +23,7 @@ from steering.controls.context import (
     load_demonstrations,
     template_from_name,
 )
+from steering.controls.grammar import Grammar, JsonSchema, Lark, Regex
 from steering.controls.pool import Choices
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
 from steering.controls.steer_vector import SteeringVector, build_steering_vector, decoder_layers
@@ -38,13 +39,17 @@ __all__ = [
     "Control",
     "Demonstration",
     "FewShot",
+    "Grammar",
     "Greedy",
     "Instruction",
+    "JsonSchema",
+    "Lark",
     "LogitBias",
     "LogitControl",
     "MinP",
     "ModelControl",
     "PromptTemplate",
+    "Regex",
     "SteeringVector",
     "Temperature",
     "TopK",

@@ -103,7 +103,7 @@ class Choices:
             masked[row, allowed] = scores[row, allowed]
         return masked
 
-    def is_complete(self, generated: Sequence[int]) -> bool:
+    def is_complete(self, generated: Sequence[int], *, row: int = 0) -> bool:
         """True once `generated` spells a whole label (+ end)."""
         node = self._node(generated)
         return node is not None and node.label is not None

@@ -215,7 +215,9 @@ def _decode_batch(
             row.logp.append(picked_p[i])
             row.kl_steps.append(kl_list[i])
             _update_text(model, row, stops, is_eos[i])
-            if row.stop_reason is None and finishers and all(c.is_complete(row.tokens) for c in finishers):
+            # Every finisher sees every token (grammars advance their matcher here), so no short-circuit.
+            complete = [c.is_complete(row.tokens, row=i) for c in finishers]
+            if row.stop_reason is None and finishers and all(complete):
                 row.text = model.decode(row.tokens)
                 row.stop_reason = "stop"
         if progress is not None:
