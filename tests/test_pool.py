@@ -86,3 +86,45 @@ def test_resample_by_weights_matches_exact(tiny):
     )
     assert 0.5 * (share - exact).abs().sum().item() < 0.05
     assert 1.0 <= samples.effective_sample_size() < 2000
+
+
+def _spans_after_trigger(text: str, trigger: str) -> list[str]:
+    return text.split(trigger)[1:]
+
+
+def test_forced_span_after_trigger_in_prompt_and_text(tiny):
+    from steering.controls import ForcedSpan
+
+    allowed = ["Paris]", "London]", "New York]"]
+    span = ForcedSpan("[", allowed)
+    samples = generate(
+        tiny, ["See the page on [", "Links: ["], controls=[span], n=6, max_new_tokens=30, seed=0
+    )
+    for sample in samples:
+        full = sample.prompt + sample.text
+        for after in _spans_after_trigger(full, "["):
+            # Each span is one allowed string, unless the budget ran out in the middle of it.
+            assert any(after.startswith(a) or a.startswith(after) for a in allowed), full
+        assert sample.log_weight < 0  # masking kept less than all the mass, and the books say so
+
+
+def test_forced_span_bad_input(tiny):
+    from steering.controls import ForcedSpan
+
+    with pytest.raises(InvalidArgument, match="trigger"):
+        ForcedSpan("", ["a"])
+    with pytest.raises(InvalidArgument, match="token prefix"):
+        generate(tiny, ["["], controls=[ForcedSpan("[", ["Par", "Paris"])], max_new_tokens=3)
+
+
+@pytest.mark.integration
+def test_forced_titles_on_gemma(gemma):
+    from steering.controls import ForcedSpan
+
+    allowed = ["Paris]", "London]", "Tokyo]"]
+    prompt = "My favourite cities, with links: [Rome](rome.html), ["
+    samples = generate(gemma, [prompt], controls=[ForcedSpan("[", allowed)], n=4, max_new_tokens=30, seed=0)
+    for sample in samples:
+        for after in _spans_after_trigger(sample.text, "["):
+            assert any(after.startswith(a) or a.startswith(after) for a in allowed)
+        assert any(sample.text.startswith(a) for a in allowed)

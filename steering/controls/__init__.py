@@ -24,7 +24,7 @@ from steering.controls.context import (
     template_from_name,
 )
 from steering.controls.grammar import Grammar, JsonSchema, Lark, Regex
-from steering.controls.pool import Choices
+from steering.controls.pool import Choices, ForcedSpan
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
 from steering.controls.steer_vector import SteeringVector, build_steering_vector, decoder_layers
 from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_first_tokens
@@ -39,6 +39,7 @@ __all__ = [
     "Control",
     "Demonstration",
     "FewShot",
+    "ForcedSpan",
     "Grammar",
     "Greedy",
     "Instruction",

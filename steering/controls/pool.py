@@ -111,3 +111,93 @@ class Choices:
     def label_of(self, generated: Sequence[int]) -> str | None:
         node = self._node(generated)
         return None if node is None or node.label is None else self.labels[node.label]
+
+
+@dataclass
+class ForcedSpan:
+    """After `trigger` appears in the generated text, the next span must be one of `allowed`; then
+    free text resumes (e.g. a Markdown link title after "[", or a known name after "Title:").
+
+    The trigger must end on a token boundary (it is checked on the decoded text after every token);
+    the allowed strings are matched on their canonical tokenisation and must not be token prefixes of
+    one another (add a closing character such as "]" to each to make them so).
+    """
+
+    trigger: str
+    allowed: Sequence[str]
+    _trie: _TrieNode | None = field(default=None, init=False, repr=False)
+    _tokenizer: Any = field(default=None, init=False, repr=False)
+    _prompt_width: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trigger, str) or not self.trigger:
+            raise InvalidArgument(
+                "the trigger must be a non-empty string", received=self.trigger, fix='use e.g. "["'
+            )
+        self.allowed = _validate_labels(self.allowed)
+
+    def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
+        if self._tokenizer is not tokenizer:
+            sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in self.allowed]
+            for i, a in enumerate(sequences):
+                for j, b in enumerate(sequences):
+                    if i != j and len(a) <= len(b) and b[: len(a)] == a:
+                        raise InvalidArgument(
+                            f"allowed span {self.allowed[i]!r} is a token prefix of {self.allowed[j]!r}",
+                            received=list(self.allowed),
+                            fix='end each allowed span with a closing character, e.g. "Paris]"',
+                        )
+            self._trie = _build_trie(sequences)
+            self._tokenizer = tokenizer
+        self._prompt_width = prompt_width
+
+    def _span_node(self, generated: list[int], *, open_at_start: bool) -> _TrieNode | None:
+        """The trie node of the open span, or None when no span is open.
+
+        Scans the generated tokens: free text until its decoded form ends with the trigger, then a
+        span walked through the trie, then free text again. O(T²) decodes per call: fine for the short
+        generations this is meant for.
+        """
+        text_end, position, opened = 0, 0, open_at_start
+        while True:
+            if opened:
+                node, span = self._trie, position
+                while span < len(generated) and node is not None and node.children:
+                    node = node.children.get(generated[span])
+                    span += 1
+                if span == len(generated) and node is not None and node.children:
+                    return node  # inside a span that is not finished yet
+                text_end = position = span  # the span closed (or left the trie): free text again
+                opened = False
+            if position >= len(generated):
+                return None
+            position += 1
+            text = self._tokenizer.decode(generated[text_end:position], skip_special_tokens=True)
+            opened = text.endswith(self.trigger)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._trie is None:
+            raise InvalidArgument(
+                "ForcedSpan was used before the engine compiled it",
+                received="no start() call",
+                fix="pass it to generate",
+            )
+        out = scores
+        tail = max(self._prompt_width - 8, 0)
+        for row in range(scores.shape[0]):
+            prompt_tail = self._tokenizer.decode(
+                input_ids[row, tail : self._prompt_width].tolist(), skip_special_tokens=True
+            )
+            node = self._span_node(
+                input_ids[row, self._prompt_width :].tolist(),
+                open_at_start=prompt_tail.endswith(self.trigger),
+            )
+            if node is None:
+                continue
+            if out is scores:
+                out = scores.clone()
+            allowed = torch.tensor(list(node.children), device=scores.device)
+            keep = out[row, allowed].clone()
+            out[row] = float("-inf")
+            out[row, allowed] = keep
+        return out
