@@ -148,3 +148,39 @@ def test_regex_and_schema_flags(tmp_path):
     assert json.loads(json.loads(result.stdout.splitlines()[0])["text"]) in ("red", "green")
     bad = steer("generate", "--model", "tiny-random", "-p", "x", "--regex", "a(b")
     assert bad.returncode == 2 and "unclosed group" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_quote_pplm_and_forced_span_flags(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("the cat sat on the mat")
+    words = tmp_path / "words.txt"
+    words.write_text("cat\nmat\n")
+    spans = tmp_path / "spans.txt"
+    spans.write_text("Paris]\nRome]\n")
+    result = steer(
+        "generate", "--model", "tiny-random", "-p", 'He said "', "--n", "3", "--max-new-tokens", "8",
+        "--quote-from", str(source), "--pplm", f"{words}:0.05", "--forced-span", str(spans), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "PPLM:" in result.stderr and "ms per step" in result.stderr
+    from steering.controls import extract_quotes
+
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        quotes = extract_quotes('"' + record["text"])
+        closed = quotes if record["stop_reason"] != "unfinished" else quotes[:-1]
+        assert all(q in "the cat sat on the mat" for q in closed), record["text"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--quote-from", "missing.txt"], "does not exist"),
+        (["--pplm", "missing.txt"], "does not exist"),
+        (["--forced-span", "missing.txt"], "does not exist"),
+    ],
+)
+def test_bad_text_control_flags(args, fragment):
+    result = steer("generate", "--model", "tiny-random", "-p", "hi", "--max-new-tokens", "2", *args)
+    assert result.returncode == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr

@@ -120,6 +120,21 @@ def generate(
     steer_vector: Annotated[
         str | None, typer.Option("--steer", help="VECTOR.safetensors:ALPHA activation steering.")
     ] = None,
+    quote_from: Annotated[
+        Path | None,
+        typer.Option("--quote-from", help="Text between double quotes must be a substring of this file."),
+    ] = None,
+    forced_span: Annotated[
+        Path | None,
+        typer.Option("--forced-span", help="After --trigger, the next span is one line of this file."),
+    ] = None,
+    trigger: Annotated[str, typer.Option(help="The text that opens a --forced-span.")] = "[",
+    pplm: Annotated[
+        str | None,
+        typer.Option(
+            "--pplm", help="FILE[:STEP_SIZE] PPLM toward a bag of words (gradient on the KV cache)."
+        ),
+    ] = None,
     exact: Annotated[
         bool,
         typer.Option("--exact", help="Resample by importance weights: p(x | constraint), not the masked q."),
@@ -129,8 +144,14 @@ def generate(
     ] = False,
 ) -> None:
     """Generate continuations with the exact books (log q, log p_base, KL) for every sample."""
+    from steering.cli.control_options import (
+        grammar_controls,
+        load_vector,
+        text_controls,
+        tweak_and_pool_controls,
+    )
     from steering.cli.inputs import collect_prompts
-    from steering.controls import FewShot, load_demonstrations, sampling_controls, template_from_name
+    from steering.controls import PPLM, FewShot, load_demonstrations, sampling_controls, template_from_name
     from steering.decode import generate as run_generate
     from steering.models import load_model
 
@@ -146,10 +167,11 @@ def generate(
                 fix="drop one of them",
             )
         controls.append(template_from_name(template))
-    controls += _tweak_and_pool_controls(choices=choices, bias=bias, bow=bow)
+    controls += tweak_and_pool_controls(choices=choices, bias=bias, bow=bow)
     if steer_vector:
-        controls.append(_load_vector(steer_vector))
-    controls += _grammar_controls(regex=regex, json_schema=json_schema, grammar=grammar)
+        controls.append(load_vector(steer_vector))
+    controls += text_controls(quote_from=quote_from, forced_span=forced_span, trigger=trigger, pplm=pplm)
+    controls += grammar_controls(regex=regex, json_schema=json_schema, grammar=grammar)
     controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with console.status(f"loading {model}…"):
         lm = load_model(model, dtype=dtype)
@@ -165,6 +187,13 @@ def generate(
             seed=seed,
             progress=lambda k: bar.advance(task, k),
         )
+    for control in controls:
+        if isinstance(control, PPLM) and control.stats.steps:
+            stats = control.stats
+            console.print(
+                f"PPLM: {stats.iterations} gradient iterations over {stats.steps} steps, "
+                f"{stats.seconds:.1f} s ({1000 * stats.seconds / stats.steps:.0f} ms per step)"
+            )
     if exact:
         ess = samples.effective_sample_size()
         samples = samples.resample(seed=seed)
@@ -177,50 +206,6 @@ def generate(
     for sample in samples:
         out.rule(f"prompt {sample.prompt_index} · {sample.stop_reason} · KL {sample.kl:.3f} nats")
         out.print(sample.text, markup=False, highlight=False)
-
-
-def _grammar_controls(*, regex: str | None, json_schema: Path | None, grammar: Path | None) -> list[object]:
-    from steering.controls import JsonSchema, Lark, Regex
-
-    given = [x for x in (regex, json_schema, grammar) if x is not None]
-    if len(given) > 1:
-        raise SteeringError(
-            "--regex, --json-schema and --grammar each define the whole output; give only one",
-            received=f"{len(given)} of them",
-            fix="combine them into one Lark grammar with --grammar",
-        )
-    if regex is not None:
-        return [Regex(regex)]
-    if json_schema is not None:
-        if not json_schema.is_file():
-            raise SteeringError(
-                f"the schema file {json_schema} does not exist",
-                received=str(json_schema),
-                fix="check the path",
-            )
-        return [JsonSchema(json_schema)]
-    if grammar is not None:
-        if not grammar.is_file():
-            raise SteeringError(
-                f"the grammar file {grammar} does not exist", received=str(grammar), fix="check the path"
-            )
-        return [Lark(grammar.read_text(encoding="utf-8"))]
-    return []
-
-
-def _load_vector(spec: str) -> object:
-    from steering.controls import SteeringVector
-
-    path, sep, alpha = spec.rpartition(":")
-    try:
-        strength = float(alpha)
-    except ValueError:
-        path = ""
-    if not sep or not path:
-        raise SteeringError(
-            "--steer takes VECTOR:ALPHA", received=spec, fix="write e.g. --steer happy.safetensors:2"
-        )
-    return SteeringVector.load(path, alpha=strength)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -263,40 +248,6 @@ def vector_build(
     path = vector.save(out)
     norms = ", ".join(f"layer {k}: {float(v.norm()):.1f}" for k, v in sorted(vector.vectors.items()))
     Console().print(f"wrote {path} ({norms}); use it with: steer generate --steer {path}:2")
-
-
-def _tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow: str | None) -> list[object]:
-    from steering.controls import BagOfWords, Choices, LogitBias, load_words
-
-    controls: list[object] = []
-    if bias:
-        table: dict[str | int, float] = {}
-        for item in bias:
-            word, sep, value = item.rpartition("=")
-            try:
-                table[word] = float(value)
-            except ValueError:
-                word = ""
-            if not sep or not word:
-                raise SteeringError(
-                    "--bias takes WORD=STRENGTH",
-                    received=item,
-                    fix="write e.g. --bias Paris=+4 --bias London=-2",
-                ) from None
-        controls.append(LogitBias(table))
-    if bow:
-        path, sep, strength = bow.rpartition(":")
-        try:
-            bow_strength = float(strength)
-        except ValueError:
-            path = ""
-        if not sep or not path:
-            raise SteeringError("--bow takes FILE:STRENGTH", received=bow, fix="write e.g. --bow words.txt:3")
-        controls.append(BagOfWords(load_words(path), bow_strength))
-    if choices:
-        labels = [" " + label.strip() for label in choices.split(",") if label.strip()]
-        controls.append(Choices(labels))
-    return controls
 
 
 @app.command()

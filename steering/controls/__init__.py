@@ -25,11 +25,14 @@ from steering.controls.context import (
 )
 from steering.controls.grammar import Grammar, JsonSchema, Lark, Regex
 from steering.controls.pool import Choices, ForcedSpan
+from steering.controls.pplm import PPLM, PPLMStats
+from steering.controls.quote import QuoteFromSource, SuffixAutomaton, extract_quotes
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
 from steering.controls.steer_vector import SteeringVector, build_steering_vector, decoder_layers
 from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_first_tokens
 
 __all__ = [
+    "PPLM",
     "QA",
     "BagOfWords",
     "ChatTemplate",
@@ -49,9 +52,12 @@ __all__ = [
     "LogitControl",
     "MinP",
     "ModelControl",
+    "PPLMStats",
     "PromptTemplate",
+    "QuoteFromSource",
     "Regex",
     "SteeringVector",
+    "SuffixAutomaton",
     "Temperature",
     "TopK",
     "TopP",
@@ -60,6 +66,7 @@ __all__ = [
     "decoder_layers",
     "demonstrations",
     "describe",
+    "extract_quotes",
     "first_token_shortcut",
     "load_demonstrations",
     "load_words",

@@ -10,6 +10,15 @@ Per step: the model's logits (bf16 or fp32 compute) → float32 log-softmax (the
 controls in order → log-softmax again (`logq`) → one uniform per row from that row's own
 `torch.Generator` → inverse-CDF draw. Each (prompt, sample) row has its own seed, so a row's sample
 does not depend on how rows were batched.
+
+Optional hooks a logit control may define (all duck-typed, see `steering.controls.base`):
+- `start(tokenizer=, prompt_width=, batch_size=)` before each batch (compile, reset per-row state);
+- `observe_state(state)` before each step, with the `DecodeState` (model, KV cache, mask, positions)
+  for controls that run the model themselves (PPLM);
+- `consume(generated, row=)` after each sampled token (advance per-row automata);
+- `is_complete(generated, row=)`: the constraint is finished, stop this row ("stop");
+- `accepts(generated, row=)`: may the text end here? A row that ends (EOS, stop, budget) where a
+  control says no is marked "unfinished" — never returned as a valid sample.
 """
 
 from __future__ import annotations
@@ -29,6 +38,27 @@ from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
 
 Progress = Callable[[int], None]
+
+
+@dataclass
+class DecodeState:
+    """What the engine holds at one step, for controls that run the model themselves (PPLM).
+
+    Attributes:
+        model: the model being decoded.
+        cache: the KV cache after the last forward (it includes `last_tokens`).
+        attention_mask: (B, L) 1 for real tokens, 0 for left padding, covering every cached position.
+        last_positions: (B, 1) position ids of `last_tokens`.
+        last_tokens: (B, 1) the tokens whose forward produced this step's logits.
+        input_ids: (B, L) every token so far (left-padded prompt, then the generated tokens).
+    """
+
+    model: LanguageModel
+    cache: Any
+    attention_mask: torch.Tensor
+    last_positions: torch.Tensor
+    last_tokens: torch.Tensor
+    input_ids: torch.Tensor
 
 
 @dataclass
@@ -185,6 +215,9 @@ def _decode_batch(
         if callable(start):
             start(tokenizer=model.tokenizer, prompt_width=width, batch_size=len(rows))
     finishers: list[Any] = [c for c in controls if callable(getattr(c, "is_complete", None))]
+    consumers: list[Any] = [c for c in controls if callable(getattr(c, "consume", None))]
+    judges: list[Any] = [c for c in controls if callable(getattr(c, "accepts", None))]
+    observers: list[Any] = [c for c in controls if callable(getattr(c, "observe_state", None))]
     device = model.device
     sequences = ids.to(device)
     mask = mask.to(device)
@@ -197,9 +230,14 @@ def _decode_batch(
     )
     cache = out.past_key_values
     next_position = positions[:, -1:].to(device) + 1
+    last_tokens = sequences[:, -1:]
     eos = torch.tensor(model.eos_token_ids, device=device)
     done = 0
     for _ in range(max_new_tokens):
+        if observers:
+            state = DecodeState(model, cache, mask, next_position - 1, last_tokens, sequences)
+            for control in observers:
+                control.observe_state(state)
         logp_base = out.logits[:, -1, :].float().log_softmax(-1)
         tokens, logq_picked, kl = _draw(logp_base, sequences, controls, rows)
         picked_q = logq_picked.tolist()
@@ -215,11 +253,15 @@ def _decode_batch(
             row.logp.append(picked_p[i])
             row.kl_steps.append(kl_list[i])
             _update_text(model, row, stops, is_eos[i])
+            for control in consumers:
+                control.consume(row.tokens, row=i)
             # Every finisher sees every token (grammars advance their matcher here), so no short-circuit.
             complete = [c.is_complete(row.tokens, row=i) for c in finishers]
             if row.stop_reason is None and finishers and all(complete):
                 row.text = model.decode(row.tokens)
                 row.stop_reason = "stop"
+            if row.stop_reason is not None and not all(c.accepts(row.tokens, row=i) for c in judges):
+                row.stop_reason = "unfinished"
         if progress is not None:
             progress(len(rows))
         done += 1
@@ -244,13 +286,15 @@ def _decode_batch(
         )
         cache = out.past_key_values
         next_position = next_position + 1
+        last_tokens = feed
     if progress is not None and done < max_new_tokens:
         progress(len(rows) * (max_new_tokens - done))
-    for row in rows:
+    for i, row in enumerate(rows):
         if row.stop_reason is None:
             row.text = model.decode(row.tokens)
             # A constraint that did not finish within the budget: never a valid sample.
-            row.stop_reason = "unfinished" if finishers else None
+            unfinished = bool(finishers) or not all(c.accepts(row.tokens, row=i) for c in judges)
+            row.stop_reason = "unfinished" if unfinished else None
 
 
 def _draw(
