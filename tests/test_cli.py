@@ -92,6 +92,7 @@ def test_demo_small_run_writes_report(tmp_path):
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "report.html").read_text()
     assert "<svg" in report and "few-shot" in report and "What is the capital of France?" in report
+    assert "Quoting only from a source" in report and "PPLM (bag of words)" in report
     assert "http://" not in report.replace("http://www.w3.org/2000/svg", "")
 
 

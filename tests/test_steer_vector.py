@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -42,6 +44,16 @@ def test_steering_changes_q_and_books_stay_exact(tiny, vector):
     assert float(steered.kl.mean()) > 0.1
     plain = generate(tiny, ["hello", "the day"], n=3, max_new_tokens=8, seed=2)
     assert [s.token_ids for s in plain] != [s.token_ids for s in steered]
+
+
+def test_skipping_the_base_pass_gives_unknown_books_not_fake_ones(tiny, vector):
+    kwargs = {"controls": [vector.with_alpha(8.0)], "n": 2, "max_new_tokens": 6, "seed": 4}
+    fast = generate(tiny, ["hello"], score_base=False, **kwargs)
+    exact = generate(tiny, ["hello"], **kwargs)
+    assert [s.token_ids for s in fast] == [s.token_ids for s in exact]  # same samples
+    for sample in fast:
+        assert torch.isnan(sample.logp_base).all() and math.isnan(sample.kl)
+    assert all(math.isfinite(s.kl) for s in exact)
 
 
 def test_alpha_zero_is_the_base_model(tiny, vector):

@@ -115,16 +115,21 @@ def run_demo(
         results.append(
             TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))
         )
-    controls_outcome = run_controls_section(model, seed=seed, progress=progress)
+    controls_outcome = run_controls_section(model, seed=seed, progress=progress, **controls_scale(limit))
     extra = tuple(controls_sections(controls_outcome))
     elapsed = time.time() - started
     report = write_demo_report(model, results, prompts, out_dir / "report.html", elapsed=elapsed, extra=extra)
     return DemoResult(results, controls_outcome.label_rows, controls_outcome.sentiment, report)
 
 
-def demo_work_units(count: int, max_new_tokens: int) -> int:
+def controls_scale(limit: int | None) -> dict[str, int]:
+    """The whole sentiment table, or a small one (2 openings × 1 sample) for a `--limit` run."""
+    return {} if limit is None else {"openings": 2, "samples_per_start": 1}
+
+
+def demo_work_units(count: int, max_new_tokens: int, limit: int | None = None) -> int:
     """Token slots the demo's progress bar counts: techniques × 2 decodings × prompts × tokens."""
-    return len(techniques()) * 2 * count * max_new_tokens + controls_work_units()
+    return len(techniques()) * 2 * count * max_new_tokens + controls_work_units(**controls_scale(limit))
 
 
 def write_demo_report(

@@ -2,8 +2,9 @@
 
 - Labels with `Choices`: exact label probabilities (`classify`, every token scored) next to the
   first-token shortcut, which cannot tell labels that share a first token apart.
-- Positive sentiment by four means at several strengths: a prompt prefix, a bag-of-words boost and
-  an activation steering vector — mean VADER score (reward) against mean KL to the base model.
+- A JSON schema fill, and a quote that must come word for word from a source text.
+- Positive sentiment by four means at several strengths: a prompt prefix, a bag-of-words boost, an
+  activation steering vector and PPLM — mean VADER score (reward) against mean KL to the base model.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from steering.controls import (
+    PPLM,
     BagOfWords,
     Instruction,
     JsonSchema,
+    QuoteFromSource,
     build_steering_vector,
     classify,
+    extract_quotes,
     first_token_shortcut,
 )
 from steering.decode import generate
@@ -80,6 +84,13 @@ PERSON_SCHEMA = {
 }
 JSON_SAMPLES = 4
 NEW_TOKENS = 32
+SOURCE = (
+    "The committee approved the new budget on Tuesday. Spending on schools will rise by four percent, "
+    "while the road repair fund stays the same. The mayor called it a careful plan for a hard year."
+)
+QUOTE_PROMPT = f'Article: {SOURCE}\n\nSummary with a quote from the article: The mayor said "'
+QUOTE_SAMPLES = 4
+QUOTE_TOKENS = 40
 
 
 @dataclass(frozen=True)
@@ -101,16 +112,24 @@ def sentiment_settings(model: LanguageModel) -> list[tuple[str, str, list[object
         ("bag of words", "+4", [BagOfWords(POSITIVE_WORDS, 4.0)]),
         ("steering vector (layer 6)", "α=1", [vector.with_alpha(1.0)]),
         ("steering vector (layer 6)", "α=2", [vector.with_alpha(2.0)]),
+        ("PPLM (bag of words)", "step 0.03", [PPLM(POSITIVE_WORDS, step_size=0.03)]),
     ]
 
 
-def controls_work_units() -> int:
-    return 6 * len(STARTS) * SAMPLES_PER_START * NEW_TOKENS + JSON_SAMPLES * 48
+def controls_work_units(openings: int = len(STARTS), samples_per_start: int = SAMPLES_PER_START) -> int:
+    sentiment = 7 * openings * samples_per_start * NEW_TOKENS
+    return sentiment + JSON_SAMPLES * 48 + QUOTE_SAMPLES * QUOTE_TOKENS
 
 
 def run_controls_section(
-    model: LanguageModel, *, seed: int = 0, progress: Callable[[int], None] | None = None
+    model: LanguageModel,
+    *,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    openings: int = len(STARTS),
+    samples_per_start: int = SAMPLES_PER_START,
 ) -> ControlsOutcome:
+    """Labels, JSON, quotes, and the sentiment table on the first `openings` of STARTS."""
     label_rows: list[list[object]] = []
     for review in REVIEWS:
         exact = classify(model, review, LABELS)
@@ -127,13 +146,28 @@ def run_controls_section(
         progress=progress,
     )
     json_rows: list[list[object]] = [[s.text, s.stop_reason, s.log_weight] for s in json_samples]
+    quote_samples = generate(
+        model,
+        [QUOTE_PROMPT],
+        controls=[QuoteFromSource(SOURCE)],
+        n=QUOTE_SAMPLES,
+        max_new_tokens=QUOTE_TOKENS,
+        seed=seed,
+        progress=progress,
+    )
+    quote_rows: list[list[object]] = []
+    for sample in quote_samples:
+        quotes = extract_quotes('"' + sample.text)
+        closed = quotes if sample.stop_reason != "unfinished" else quotes[:-1]
+        verdict = "yes" if closed and all(q in SOURCE for q in closed) else "no quote closed"
+        quote_rows.append(['…said "' + sample.text, sample.stop_reason, verdict, sample.log_weight])
     sentiment_rows = []
     for technique, strength, controls in sentiment_settings(model):
         samples = generate(
             model,
-            STARTS,
+            STARTS[:openings],
             controls=controls,
-            n=SAMPLES_PER_START,
+            n=samples_per_start,
             max_new_tokens=NEW_TOKENS,
             seed=seed,
             progress=progress,
@@ -148,14 +182,16 @@ def run_controls_section(
                 samples[0].prompt + samples[0].text,
             )
         )
-    return ControlsOutcome(label_rows, json_rows, sentiment_rows)
+    return ControlsOutcome(label_rows, json_rows, quote_rows, sentiment_rows, openings * samples_per_start)
 
 
 @dataclass(frozen=True)
 class ControlsOutcome:
     label_rows: list[list[object]]
     json_rows: list[list[object]]
+    quote_rows: list[list[object]]
     sentiment: list[SentimentRow]
+    samples_per_row: int
 
 
 def controls_sections(outcome: ControlsOutcome) -> list[Section]:
@@ -182,8 +218,16 @@ def controls_sections(outcome: ControlsOutcome) -> list[Section]:
             table_html(["output", "stop", "log w"], outcome.json_rows),
         ),
         Section(
+            "Quoting only from a source",
+            "QuoteFromSource: between double quotes the text must be a contiguous substring of the article "
+            "(a suffix automaton over its bytes decides which tokens may come next); outside the quotes the "
+            "model writes freely. The prompt opens the quote. A sample that ends inside an open quote is "
+            f"'unfinished'. Source: {SOURCE}",
+            table_html(["output", "stop", "quotes from the source?", "log w"], outcome.quote_rows),
+        ),
+        Section(
             "Probability tweaks: positive sentiment and what it costs",
-            f"{len(STARTS)} neutral openings × {SAMPLES_PER_START} samples, {NEW_TOKENS} new tokens, temperature 1, "
+            f"{outcome.samples_per_row} samples (neutral openings × samples each), {NEW_TOKENS} new tokens, temperature 1, "
             "same seed for every row. Reward = mean VADER compound score of the continuation; KL = mean "
             "Σ(log q − log p_base) against the base model on the raw opening.",
             table_html(

@@ -301,7 +301,7 @@ def demo(
         lm = load_model(model)
     count = min(limit or len(builtin_questions()), len(builtin_questions()))
     with _progress() as bar:
-        task = bar.add_task("demo", total=demo_work_units(count, max_new_tokens))
+        task = bar.add_task("demo", total=demo_work_units(count, max_new_tokens, limit))
         outcome = run_demo(
             lm,
             out_dir=out,
