@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
-import transformers
+from common import machine as machine_facts
+from common import median_rate, write_section
 
 from steering.controls import QA, Greedy
 from steering.decode import generate
@@ -36,18 +35,6 @@ PROMPTS = [
     "The old lighthouse keeper looked at the storm and",
     "Scientists announced today that",
 ]
-BEGIN, END = "<!-- bench:decode:begin -->", "<!-- bench:decode:end -->"
-
-
-def _median_rate(run, repeats: int) -> tuple[float, float]:
-    rates, seconds = [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        tokens = run()
-        elapsed = time.perf_counter() - started
-        rates.append(tokens / elapsed)
-        seconds.append(elapsed)
-    return statistics.median(rates), statistics.median(seconds)
 
 
 def _ours(model, prompts, *, greedy: bool, max_new_tokens: int, controls=()):
@@ -92,16 +79,6 @@ def _hf(module, tokenizer, prompts, *, greedy: bool, max_new_tokens: int):
     return run
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="gemma-270m")
@@ -139,14 +116,14 @@ def main() -> None:
             # Warm-up so that one-time costs (allocations, kernel selection) are not timed.
             _ours(ours, prompts, greedy=greedy, max_new_tokens=4)()
             _hf(fixed, tokenizer, prompts, greedy=greedy, max_new_tokens=4)()
-            r_ours, _ = _median_rate(
+            r_ours, _ = median_rate(
                 _ours(ours, prompts, greedy=greedy, max_new_tokens=args.max_new_tokens), args.repeats
             )
-            r_fixed, _ = _median_rate(
+            r_fixed, _ = median_rate(
                 _hf(fixed, tokenizer, prompts, greedy=greedy, max_new_tokens=args.max_new_tokens),
                 args.repeats,
             )
-            r_plain, _ = _median_rate(
+            r_plain, _ = median_rate(
                 _hf(plain, tokenizer, prompts, greedy=greedy, max_new_tokens=args.max_new_tokens),
                 args.repeats,
             )
@@ -157,7 +134,7 @@ def main() -> None:
 
     # Rescoring cost: the QA template changes the context, so logp_base needs one teacher-forced pass.
     questions = [f"What is {a} plus {b}?" for a, b in zip(range(1, 9), range(3, 11), strict=True)]
-    _, t_plain = _median_rate(
+    _, t_plain = median_rate(
         _ours(ours, questions, greedy=False, max_new_tokens=args.max_new_tokens), args.repeats
     )
     samples = generate(ours, questions, controls=[QA()], max_new_tokens=args.max_new_tokens, batch_size=8)
@@ -171,13 +148,7 @@ def main() -> None:
         "tokens": sum(len(s.token_ids) for s in samples),
     }
     print(rescoring)
-    machine = {
-        "cpu": _cpu_name(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
+    machine = machine_facts()
     out = Path(__file__).parent / "results" / "decode.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
@@ -193,7 +164,6 @@ def main() -> None:
 
 def _write_markdown(path: Path, rows, rescoring, machine, args) -> None:
     lines = [
-        BEGIN,
         "## Decode throughput (`benchmarks/decode.py`)",
         "",
         f"Model `{args.model}` in bfloat16 (log-softmax in float32), {args.max_new_tokens} new tokens, "
@@ -223,20 +193,8 @@ def _write_markdown(path: Path, rows, rescoring, machine, args) -> None:
         f"({100 * rescoring['rescore_s'] / rescoring['generate_s']:.0f}% extra).",
         "",
         "Reproduce: `.venv/bin/python benchmarks/decode.py --write BENCHMARKS.md` (`make bench`).",
-        END,
     ]
-    section = "\n".join(lines)
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nMeasured, not hoped for. Each section is written by the script named in it.\n\n"
-    )
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, "decode", lines)
 
 
 if __name__ == "__main__":
