@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from steering.errors import InputFormatError, InvalidArgument
+from steering.jsonl import read_jsonl
 
 
 def read_jsonl_prompts(path: str) -> list[str]:
     """Prompts from JSONL: one `{"prompt": "..."}` object per line; `-` reads stdin."""
-    if path == "-":
-        lines = sys.stdin.read().splitlines()
-        name = "<stdin>"
-    else:
-        file = Path(path)
-        if not file.is_file():
-            raise InputFormatError(
-                f"the input file {path} does not exist", received=path, fix="check the path"
-            )
-        lines = file.read_text(encoding="utf-8").splitlines()
-        name = path
+    name = "<stdin>" if path == "-" else path
     prompts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputFormatError(
-                f"{name}:{number}: not valid JSON ({error.msg} at column {error.colno})",
-                received=line[:120],
-                fix='write one object per line, e.g. {"prompt": "Once upon a time"}',
-            ) from error
+    for number, line, row in read_jsonl(path, what="input file", example='{"prompt": "Once upon a time"}'):
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
             raise InputFormatError(
                 f"{name}:{number}: each line needs a string field 'prompt'",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from steering.controls.trie import first_prefix_pair
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
 
@@ -61,16 +62,15 @@ def _validate_labels(labels: Sequence[str]) -> tuple[str, ...]:
 def label_token_ids(model: LanguageModel, labels: Sequence[str], *, end: str | None) -> list[list[int]]:
     """Each label's continuation tokens (plus `end`); refuse labels that are token prefixes of others."""
     ids = [model.encode_continuation(label + (end or "")) for label in labels]
-    if end is None:
-        for i, a in enumerate(ids):
-            for j, b in enumerate(ids):
-                if i != j and len(a) < len(b) and b[: len(a)] == a:
-                    raise InvalidArgument(
-                        f"label {labels[i]!r} is a token prefix of {labels[j]!r}, so its probability would "
-                        f"include every continuation that goes on to {labels[j]!r}",
-                        received=list(labels),
-                        fix='pass end="\\n" (or the text that follows an answer) so each label is scored as complete',
-                    )
+    pair = first_prefix_pair(ids) if end is None else None
+    if pair is not None:
+        i, j = pair
+        raise InvalidArgument(
+            f"label {labels[i]!r} is a token prefix of {labels[j]!r}, so its probability would "
+            f"include every continuation that goes on to {labels[j]!r}",
+            received=list(labels),
+            fix='pass end="\\n" (or the text that follows an answer) so each label is scored as complete',
+        )
     return ids
 
 

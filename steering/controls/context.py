@@ -6,7 +6,6 @@ the user's raw prompt, so `Samples.kl` measures what the context change cost.
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.errors import InputFormatError, InvalidArgument, TemplateError, did_you_mean
+from steering.jsonl import read_jsonl
 
 
 def template_fields(template: str) -> list[str]:
@@ -157,23 +157,9 @@ class FewShot:
 
 def load_demonstrations(path: str | Path) -> tuple[Demonstration, ...]:
     """Read demonstrations from JSONL: `{"prompt","completion"}` (or `{"question","answer"}`) per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFormatError(
-            f"the demonstrations file {path} does not exist", received=str(path), fix="check the path"
-        )
     demos: list[Demonstration] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputFormatError(
-                f"{path}:{number}: not valid JSON ({error.msg})",
-                received=line[:120],
-                fix='write one object per line, e.g. {"prompt": "…", "completion": "…"}',
-            ) from error
+    example = '{"prompt": "…", "completion": "…"}'
+    for number, line, row in read_jsonl(path, what="demonstrations file", example=example):
         prompt = row.get("prompt", row.get("question")) if isinstance(row, dict) else None
         completion = row.get("completion", row.get("answer")) if isinstance(row, dict) else None
         if not isinstance(prompt, str) or not isinstance(completion, str):

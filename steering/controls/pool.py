@@ -18,25 +18,10 @@ from typing import Any
 import torch
 
 from steering.controls.classify import _validate_labels
+from steering.controls.trie import TrieNode, compile_trie
 from steering.errors import InvalidArgument
 
 NEG_INF = float("-inf")
-
-
-@dataclass
-class _TrieNode:
-    children: dict[int, _TrieNode] = field(default_factory=dict)
-    label: int | None = None  # index of the label that ends here
-
-
-def _build_trie(sequences: Sequence[Sequence[int]]) -> _TrieNode:
-    root = _TrieNode()
-    for index, tokens in enumerate(sequences):
-        node = root
-        for token in tokens:
-            node = node.children.setdefault(token, _TrieNode())
-        node.label = index
-    return root
 
 
 @dataclass
@@ -51,7 +36,7 @@ class Choices:
 
     labels: Sequence[str]
     end: str | None = None
-    _trie: _TrieNode | None = field(default=None, init=False, repr=False)
+    _trie: TrieNode | None = field(default=None, init=False, repr=False)
     _tokenizer_id: int | None = field(default=None, init=False, repr=False)
     _prompt_width: int = field(default=0, init=False, repr=False)
 
@@ -65,20 +50,16 @@ class Choices:
                 tokenizer(label + (self.end or ""), add_special_tokens=False)["input_ids"]
                 for label in self.labels
             ]
-            for i, a in enumerate(sequences):
-                for j, b in enumerate(sequences):
-                    if i != j and len(a) <= len(b) and b[: len(a)] == a:
-                        raise InvalidArgument(
-                            f"label {self.labels[i]!r} is a token prefix of {self.labels[j]!r}, so the output "
-                            "could not tell where a label ends",
-                            received=list(self.labels),
-                            fix='pass end="\\n" (or the text that follows an answer)',
-                        )
-            self._trie = _build_trie(sequences)
+            self._trie = compile_trie(
+                sequences,
+                self.labels,
+                what="label",
+                fix='pass end="\\n" (or the text that follows an answer)',
+            )
             self._tokenizer_id = id(tokenizer)
         self._prompt_width = prompt_width
 
-    def _node(self, generated: Sequence[int]) -> _TrieNode | None:
+    def _node(self, generated: Sequence[int]) -> TrieNode | None:
         node = self._trie
         for token in generated:
             if node is None:
@@ -118,16 +99,21 @@ class ForcedSpan:
     """After `trigger` appears in the generated text, the next span must be one of `allowed`; then
     free text resumes (e.g. a Markdown link title after "[", or a known name after "Title:").
 
-    The trigger must end on a token boundary (it is checked on the decoded text after every token);
-    the allowed strings are matched on their canonical tokenisation and must not be token prefixes of
-    one another (add a closing character such as "]" to each to make them so).
+    The trigger must end on a token boundary (it is looked for in the decoded text after every token,
+    and at the end of the prompt); the allowed strings are matched on their canonical tokenisation and
+    must not be token prefixes of one another (add a closing character such as "]" to each to make them
+    so). Each row keeps its own state, advanced once per sampled token.
     """
 
     trigger: str
     allowed: Sequence[str]
-    _trie: _TrieNode | None = field(default=None, init=False, repr=False)
+    _trie: TrieNode | None = field(default=None, init=False, repr=False)
     _tokenizer: Any = field(default=None, init=False, repr=False)
     _prompt_width: int = field(default=0, init=False, repr=False)
+    _nodes: list[TrieNode | None] = field(default_factory=list, init=False, repr=False)
+    _free_from: list[int] = field(default_factory=list, init=False, repr=False)
+    _consumed: list[int] = field(default_factory=list, init=False, repr=False)
+    _pending: list[bool] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.trigger, str) or not self.trigger:
@@ -135,63 +121,43 @@ class ForcedSpan:
                 "the trigger must be a non-empty string", received=self.trigger, fix='use e.g. "["'
             )
         self.allowed = _validate_labels(self.allowed)
+        # Enough trailing tokens to contain the trigger: every token but a special one has ≥ 1 byte.
+        self._window = len(self.trigger.encode("utf-8")) + 1
 
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
         if self._tokenizer is not tokenizer:
             sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in self.allowed]
-            for i, a in enumerate(sequences):
-                for j, b in enumerate(sequences):
-                    if i != j and len(a) <= len(b) and b[: len(a)] == a:
-                        raise InvalidArgument(
-                            f"allowed span {self.allowed[i]!r} is a token prefix of {self.allowed[j]!r}",
-                            received=list(self.allowed),
-                            fix='end each allowed span with a closing character, e.g. "Paris]"',
-                        )
-            self._trie = _build_trie(sequences)
+            self._trie = compile_trie(
+                sequences,
+                self.allowed,
+                what="allowed span",
+                fix='end each allowed span with a closing character, e.g. "Paris]"',
+            )
             self._tokenizer = tokenizer
         self._prompt_width = prompt_width
+        self._nodes = [None] * batch_size  # the open span's trie node, or None in free text
+        self._free_from = [0] * batch_size  # where the current free text starts
+        self._consumed = [0] * batch_size
+        self._pending = [True] * batch_size  # the prompt's end has not been looked at yet
 
-    def _span_node(self, generated: list[int], *, open_at_start: bool) -> _TrieNode | None:
-        """The trie node of the open span, or None when no span is open.
-
-        Scans the generated tokens: free text until its decoded form ends with the trigger, then a
-        span walked through the trie, then free text again. O(T²) decodes per call: fine for the short
-        generations this is meant for.
-        """
-        text_end, position, opened = 0, 0, open_at_start
-        while True:
-            if opened:
-                node, span = self._trie, position
-                while span < len(generated) and node is not None and node.children:
-                    node = node.children.get(generated[span])
-                    span += 1
-                if span == len(generated) and node is not None and node.children:
-                    return node  # inside a span that is not finished yet
-                text_end = position = span  # the span closed (or left the trie): free text again
-                opened = False
-            if position >= len(generated):
-                return None
-            position += 1
-            text = self._tokenizer.decode(generated[text_end:position], skip_special_tokens=True)
-            opened = text.endswith(self.trigger)
+    def _ends_with_trigger(self, tokens: Sequence[int]) -> bool:
+        text = self._tokenizer.decode(list(tokens[-self._window :]), skip_special_tokens=True)
+        return bool(text.endswith(self.trigger))
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self._trie is None:
+        if self._trie is None or len(self._nodes) != scores.shape[0]:
             raise InvalidArgument(
                 "ForcedSpan was used before the engine compiled it",
                 received="no start() call",
                 fix="pass it to generate",
             )
         out = scores
-        tail = max(self._prompt_width - 8, 0)
         for row in range(scores.shape[0]):
-            prompt_tail = self._tokenizer.decode(
-                input_ids[row, tail : self._prompt_width].tolist(), skip_special_tokens=True
-            )
-            node = self._span_node(
-                input_ids[row, self._prompt_width :].tolist(),
-                open_at_start=prompt_tail.endswith(self.trigger),
-            )
+            if self._pending[row]:
+                self._pending[row] = False
+                if self._ends_with_trigger(input_ids[row, : self._prompt_width].tolist()):
+                    self._nodes[row] = self._trie
+            node = self._nodes[row]
             if node is None:
                 continue
             if out is scores:
@@ -201,3 +167,18 @@ class ForcedSpan:
             out[row] = float("-inf")
             out[row, allowed] = keep
         return out
+
+    def consume(self, generated: Sequence[int], *, row: int) -> None:
+        """Advance the row over the new tokens: walk the open span, or look for the trigger."""
+        while self._consumed[row] < len(generated):
+            position = self._consumed[row]
+            node = self._nodes[row]
+            if node is not None:
+                child = node.children.get(int(generated[position]))
+                if child is None or not child.children:  # the span closed: free text from the next token
+                    self._nodes[row], self._free_from[row] = None, position + 1
+                else:
+                    self._nodes[row] = child
+            elif self._ends_with_trigger(generated[self._free_from[row] : position + 1]):
+                self._nodes[row] = self._trie
+            self._consumed[row] += 1

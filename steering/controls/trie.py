@@ -1,0 +1,44 @@
+"""Token tries for label sets and forced spans, and the one check that labels are unambiguous."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from steering.errors import InvalidArgument
+
+
+@dataclass
+class TrieNode:
+    children: dict[int, TrieNode] = field(default_factory=dict)
+    label: int | None = None  # index of the sequence that ends here
+
+
+def first_prefix_pair(sequences: Sequence[Sequence[int]]) -> tuple[int, int] | None:
+    """The first (i, j), i ≠ j, where sequence i is a token prefix of (or equal to) sequence j."""
+    for i, a in enumerate(sequences):
+        for j, b in enumerate(sequences):
+            if i != j and len(a) <= len(b) and list(b[: len(a)]) == list(a):
+                return i, j
+    return None
+
+
+def compile_trie(
+    sequences: Sequence[Sequence[int]], names: Sequence[str], *, what: str, fix: str
+) -> TrieNode:
+    """A trie of token sequences; refuses a set where one is a prefix of another (ambiguous end)."""
+    pair = first_prefix_pair(sequences)
+    if pair is not None:
+        i, j = pair
+        raise InvalidArgument(
+            f"{what} {names[i]!r} is a token prefix of {names[j]!r}, so the output could not tell where it ends",
+            received=list(names),
+            fix=fix,
+        )
+    root = TrieNode()
+    for index, tokens in enumerate(sequences):
+        node = root
+        for token in tokens:
+            node = node.children.setdefault(int(token), TrieNode())
+        node.label = index
+    return root
