@@ -49,7 +49,7 @@ def load_model(
     """Load a model for steering.
 
     Args:
-        name_or_path: a registry name (`gemma-270m`, `smollm2-135m-instruct`, `tiny-random`; see
+        name_or_path: a registry name (`gemma-270m`, `smollm2-135m-instruct`, `tiny-random`, `tiny-letters`; see
             `steer models`), a path to a `.gguf` file, or a local Hugging Face model directory.
         dtype: compute dtype ("bfloat16" by default: fastest on CPU; log-probabilities are float32).
         device: torch device string.
@@ -60,10 +60,10 @@ def load_model(
     """
     torch_dtype = resolve_dtype(dtype)
     home = home or steering_home()
-    if name_or_path == "tiny-random":
-        tiny_module, tokenizer = tiny_random_model(dtype=torch_dtype)
+    if name_or_path in ("tiny-random", "tiny-letters"):
+        tiny_module, tokenizer = tiny_random_model(dtype=torch_dtype, letters=name_or_path == "tiny-letters")
         module: Any = tiny_module
-        return _wrap(module.to(torch.device(device)), tokenizer, name="tiny-random")
+        return _wrap(module.to(torch.device(device)), tokenizer, name=name_or_path)
     if name_or_path in REGISTRY:
         folder = _cached_registry_model(REGISTRY[name_or_path], home)
         return _load_folder(folder, name=name_or_path, dtype=torch_dtype, device=device)
@@ -169,7 +169,7 @@ def _wrap(module: Any, tokenizer: Any, *, name: str) -> LanguageModel:
     probe = tokenizer("a", add_special_tokens=True)["input_ids"]
     adds_bos = tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
     # Some tokenizers (byte-level ones built in code) do not add BOS themselves but the model expects it.
-    adds_bos = adds_bos or name == "tiny-random"
+    adds_bos = adds_bos or name in ("tiny-random", "tiny-letters")
     context = int(getattr(config, "max_position_embeddings", 2048))
     param = next(module.parameters())
     return LanguageModel(

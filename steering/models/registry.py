@@ -95,6 +95,14 @@ REGISTRY: dict[str, RegistryEntry] = {
             install=None,
             locate=None,
         ),
+        RegistryEntry(
+            name="tiny-letters",
+            description="The tiny random model with 7 tokens (a, b, c, space + specials): exact enumeration tests.",
+            parameters="0.1M",
+            package=None,
+            install=None,
+            locate=None,
+        ),
     )
 }
 

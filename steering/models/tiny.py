@@ -31,11 +31,30 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+def letters_tokenizer() -> PreTrainedTokenizerFast:
+    """"<eos>" (also BOS and padding) + "a", "b", "c" and space: 5 tokens, so that every sequence can
+    be enumerated and every non-EOS token is text (pools and text predicates see the same support)."""
+    vocab = {"<eos>": 0}
+    for symbol in ("a", "b", "c", "Ġ"):  # "Ġ" is the byte-level form of a space
+        vocab[symbol] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(single="<eos> $A", special_tokens=[("<eos>", 0)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<eos>", eos_token="<eos>", pad_token="<eos>"
+    )
+
+
 def tiny_random_model(
-    *, seed: int = 0, dtype: torch.dtype = torch.float32
+    *, seed: int = 0, dtype: torch.dtype = torch.float32, letters: bool = False
 ) -> tuple[Gemma3ForCausalLM, PreTrainedTokenizerFast]:
-    """The tiny model and its tokenizer; the same seed always gives the same weights."""
-    tokenizer = byte_tokenizer()
+    """The tiny model and its tokenizer; the same seed always gives the same weights.
+
+    `letters=True` gives the 7-token variant (`tiny-letters`) used to check samplers against exact
+    enumeration of every sequence.
+    """
+    tokenizer = letters_tokenizer() if letters else byte_tokenizer()
     config = Gemma3TextConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -48,10 +67,10 @@ def tiny_random_model(
         sliding_window=8,
         layer_types=["sliding_attention", "full_attention"],
         max_position_embeddings=512,
-        initializer_range=0.17,
+        initializer_range=0.05 if letters else 0.17,
         pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
+        eos_token_id=0 if letters else 1,
+        bos_token_id=0 if letters else 2,
         tie_word_embeddings=True,
     )
     with torch.random.fork_rng(devices=[]):

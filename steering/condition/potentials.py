@@ -1,0 +1,156 @@
+"""Potentials: what a target multiplies the base distribution by.
+
+A potential scores whole completions: `log_potential(prompts, completions) -> list[float]`. A hard
+potential is a predicate (log φ = 0 where it holds, −inf where it fails); a soft one is r(x)/β from a
+reward callable `(prompts, completions) -> list[float]`, the KL-regularised target π(x)·exp(r(x)/β).
+A potential may also judge prefixes (`prefix_ok`): a hard predicate that can already fail on a prefix
+lets samplers prune early.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from steering.errors import InvalidArgument
+
+NEG_INF = float("-inf")
+RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+
+
+@runtime_checkable
+class Potential(Protocol):
+    """log φ of whole completions; `hard` potentials take only the values 0 and −inf."""
+
+    @property
+    def hard(self) -> bool: ...
+
+    def log_potential(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]: ...
+
+
+def _nonempty(text: str, what: str) -> str:
+    if not isinstance(text, str) or not text:
+        raise InvalidArgument(
+            f"{what} needs a non-empty string", received=repr(text), fix='use e.g. "ever after"'
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """A hard potential from a function of the completion text."""
+
+    name: str
+    holds: Callable[[str], bool]
+    prefix: Callable[[str], bool] | None = field(default=None, compare=False)
+    hard: bool = field(default=True, init=False)
+
+    def log_potential(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        return [0.0 if self.holds(text) else NEG_INF for text in completions]
+
+    def prefix_ok(self, prefix: str) -> bool:
+        """False when no completion starting with `prefix` can satisfy the predicate."""
+        return True if self.prefix is None else self.prefix(prefix)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def starts_with(text: str) -> Predicate:
+    _nonempty(text, "starts_with")
+    return Predicate(
+        f"starts_with({text!r})",
+        lambda x: x.startswith(text),
+        lambda x: x.startswith(text) or text.startswith(x),
+    )
+
+
+def ends_with(text: str) -> Predicate:
+    _nonempty(text, "ends_with")
+    return Predicate(f"ends_with({text!r})", lambda x: x.endswith(text))
+
+
+def contains(text: str) -> Predicate:
+    _nonempty(text, "contains")
+    return Predicate(f"contains({text!r})", lambda x: text in x)
+
+
+def matches(pattern: str) -> Predicate:
+    """The whole completion matches the regular expression (Python `re.fullmatch`)."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise InvalidArgument(
+            f"the regex is not valid at position {error.pos}: {error.msg}", received=pattern, fix="correct it"
+        ) from error
+    return Predicate(f"matches({pattern!r})", lambda x: compiled.fullmatch(x) is not None)
+
+
+def length_between(low: int, high: int) -> Predicate:
+    """The completion has between `low` and `high` characters."""
+    if not 0 <= low <= high:
+        raise InvalidArgument(
+            "length bounds need 0 ≤ low ≤ high", received=(low, high), fix="use e.g. (10, 80)"
+        )
+    return Predicate(
+        f"length_between({low}, {high})", lambda x: low <= len(x) <= high, lambda x: len(x) <= high
+    )
+
+
+def classifier_at_least(score: RewardFn, threshold: float, *, name: str = "classifier") -> Predicate:
+    """Hard: the classifier's score of the completion is at least `threshold`."""
+
+    def holds(text: str) -> bool:
+        return checked_rewards(score, [""], [text], name=name)[0] >= threshold
+
+    return Predicate(f"{name} ≥ {threshold}", holds)
+
+
+@dataclass(frozen=True)
+class Reward:
+    """Soft potential r(x)/β from a reward callable; β is set by the Target."""
+
+    fn: RewardFn
+    beta: float = 1.0
+    name: str = "reward"
+    hard: bool = field(default=False, init=False)
+
+    def log_potential(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        return [r / self.beta for r in checked_rewards(self.fn, prompts, completions, name=self.name)]
+
+    def __repr__(self) -> str:
+        return f"exp({self.name}/{self.beta:g})"
+
+
+def checked_rewards(
+    fn: RewardFn, prompts: Sequence[str], completions: Sequence[str], *, name: str
+) -> list[float]:
+    """Call a reward and refuse NaN, ±inf or the wrong number of values, naming the reward."""
+    values = list(fn(list(prompts), list(completions)))
+    if len(values) != len(completions):
+        raise InvalidArgument(
+            f"the reward {name} returned {len(values)} values for {len(completions)} completions",
+            received=values[:5],
+            fix="return one float per completion",
+        )
+    for value in values:
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise InvalidArgument(
+                f"the reward {name} returned a value that is not a finite number",
+                received=value,
+                fix="return finite floats (clip or replace NaN/inf inside the reward)",
+            )
+    return [float(v) for v in values]
+
+
+def check_beta(beta: float) -> float:
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
+        raise InvalidArgument(
+            "β (the KL weight) must be a positive finite number",
+            received=beta,
+            fix="use e.g. beta=0.5; smaller β follows the reward more closely",
+        )
+    return float(beta)
