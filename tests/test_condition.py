@@ -49,7 +49,9 @@ def _bound(posterior, exact) -> float:
     sampler's expected TV is ½ Σ_i of that; weighted samples count as ESS draws.
     """
     probs = exact.probs[exact.probs > 0]
-    noise = 0.5 * math.sqrt(2 / math.pi) * float((probs * (1 - probs)).sqrt().sum()) / math.sqrt(posterior.ess)
+    noise = (
+        0.5 * math.sqrt(2 / math.pi) * float((probs * (1 - probs)).sqrt().sum()) / math.sqrt(posterior.ess)
+    )
     return 1.5 * noise + 0.01
 
 

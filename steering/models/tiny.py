@@ -32,8 +32,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def letters_tokenizer() -> PreTrainedTokenizerFast:
-    """"<eos>" (also BOS and padding) + "a", "b", "c" and space: 5 tokens, so that every sequence can
-    be enumerated and every non-EOS token is text (pools and text predicates see the same support)."""
+    """Five tokens — "<eos>" (also BOS and padding), "a", "b", "c" and space — so that every sequence
+    can be enumerated and every non-EOS token is text (pools and text predicates see the same support)."""
     vocab = {"<eos>": 0}
     for symbol in ("a", "b", "c", "Ġ"):  # "Ġ" is the byte-level form of a space
         vocab[symbol] = len(vocab)
