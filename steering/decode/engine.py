@@ -210,46 +210,83 @@ def _decode_batch(
     stops: tuple[str, ...],
     progress: Progress | None,
 ) -> None:
-    width = max(len(r.context_ids) for r in rows)
-    ids = torch.full((len(rows), width), model.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row.context_ids) :] = torch.tensor(row.context_ids)
-        mask[i, width - len(row.context_ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    for control in controls:
-        start = getattr(control, "start", None)
-        if callable(start):
-            start(tokenizer=model.tokenizer, prompt_width=width, batch_size=len(rows))
-    finishers: list[Any] = [c for c in controls if callable(getattr(c, "is_complete", None))]
-    consumers: list[Any] = [c for c in controls if callable(getattr(c, "consume", None))]
-    judges: list[Any] = [c for c in controls if callable(getattr(c, "accepts", None))]
-    observers: list[Any] = [c for c in controls if callable(getattr(c, "observe_state", None))]
-    device = model.device
-    sequences = ids.to(device)
-    mask = mask.to(device)
-    out = model.module(
-        input_ids=sequences,
-        attention_mask=mask,
-        position_ids=positions.to(device),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache = out.past_key_values
-    next_position = positions[:, -1:].to(device) + 1
-    last_tokens = sequences[:, -1:]
-    eos = torch.tensor(model.eos_token_ids, device=device)
+    decoder = BatchDecoder(model, rows, controls, stops)
     done = 0
-    for _ in range(max_new_tokens):
-        if observers:
-            state = DecodeState(model, cache, mask, next_position - 1, last_tokens, sequences)
-            for control in observers:
+    while done < max_new_tokens:
+        done += 1
+        live = decoder.step(last=done == max_new_tokens)
+        if progress is not None:
+            progress(len(rows))
+        if not live:
+            break
+    if progress is not None and done < max_new_tokens:
+        progress(len(rows) * (max_new_tokens - done))
+    decoder.finish()
+
+
+class BatchDecoder:
+    """Rows decoded together over one KV cache: prefill once, then one token per `step()`.
+
+    `select(indices)` re-forms the batch from existing rows (SMC resampling: rows, cache and pending
+    logits follow the indices; duplicated rows get fresh generators so that they diverge).
+    """
+
+    def __init__(
+        self, model: LanguageModel, rows: list[_Row], controls: list[LogitControl], stops: tuple[str, ...]
+    ) -> None:
+        self.model, self.rows, self.controls, self.stops = model, rows, controls, stops
+        width = max(len(r.context_ids) for r in rows)
+        ids = torch.full((len(rows), width), model.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row.context_ids) :] = torch.tensor(row.context_ids)
+            mask[i, width - len(row.context_ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        for control in controls:
+            start = getattr(control, "start", None)
+            if callable(start):
+                start(tokenizer=model.tokenizer, prompt_width=width, batch_size=len(rows))
+        self.finishers: list[Any] = [c for c in controls if callable(getattr(c, "is_complete", None))]
+        self.consumers: list[Any] = [c for c in controls if callable(getattr(c, "consume", None))]
+        self.judges: list[Any] = [c for c in controls if callable(getattr(c, "accepts", None))]
+        self.observers: list[Any] = [c for c in controls if callable(getattr(c, "observe_state", None))]
+        device = model.device
+        self.sequences = ids.to(device)
+        self.mask = mask.to(device)
+        out = model.module(
+            input_ids=self.sequences,
+            attention_mask=self.mask,
+            position_ids=positions.to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.cache = out.past_key_values
+        self.logits = out.logits[:, -1, :]
+        self.next_position = positions[:, -1:].to(device) + 1
+        self.last_tokens = self.sequences[:, -1:]
+        self.eos = torch.tensor(model.eos_token_ids, device=device)
+
+    @property
+    def live(self) -> bool:
+        return any(r.stop_reason is None for r in self.rows)
+
+    def step(self, *, last: bool = False) -> bool:
+        """Sample one token for every live row; run the forward for the next one unless `last`.
+
+        Returns whether any row is still live (and a forward was run for it).
+        """
+        model, rows = self.model, self.rows
+        if self.observers:
+            state = DecodeState(
+                model, self.cache, self.mask, self.next_position - 1, self.last_tokens, self.sequences
+            )
+            for control in self.observers:
                 control.observe_state(state)
-        logp_base = out.logits[:, -1, :].float().log_softmax(-1)
-        tokens, logq_picked, kl = _draw(logp_base, sequences, controls, rows)
+        logp_base = self.logits.float().log_softmax(-1)
+        tokens, logq_picked, kl = _draw(logp_base, self.sequences, self.controls, rows)
         picked_q = logq_picked.tolist()
         picked_p = logp_base.gather(-1, tokens[:, None]).squeeze(-1).tolist()
-        is_eos = torch.isin(tokens, eos).tolist()
+        is_eos = torch.isin(tokens, self.eos).tolist()
         token_list = tokens.tolist()
         kl_list = kl.tolist()
         for i, row in enumerate(rows):
@@ -259,49 +296,76 @@ def _decode_batch(
             row.logq.append(picked_q[i])
             row.logp.append(picked_p[i])
             row.kl_steps.append(kl_list[i])
-            _update_text(model, row, stops, is_eos[i])
-            for control in consumers:
+            _update_text(model, row, self.stops, is_eos[i])
+            for control in self.consumers:
                 control.consume(row.tokens, row=i)
             # Every finisher sees every token (grammars advance their matcher here), so no short-circuit.
-            complete = [c.is_complete(row.tokens, row=i) for c in finishers]
-            if row.stop_reason is None and finishers and all(complete):
+            complete = [c.is_complete(row.tokens, row=i) for c in self.finishers]
+            if row.stop_reason is None and self.finishers and all(complete):
                 row.text = model.decode(row.tokens)
                 row.stop_reason = "stop"
-            if row.stop_reason is not None and not all(c.accepts(row.tokens, row=i) for c in judges):
+            if row.stop_reason is not None and not all(c.accepts(row.tokens, row=i) for c in self.judges):
                 row.stop_reason = "unfinished"
-        if progress is not None:
-            progress(len(rows))
-        done += 1
-        if all(r.stop_reason is not None for r in rows) or done == max_new_tokens:
-            break
+        if last or not self.live:
+            return False
         feed = torch.tensor(
             [
                 t if r.stop_reason is None else model.pad_token_id
                 for t, r in zip(token_list, rows, strict=True)
             ],
-            device=device,
+            device=model.device,
         )[:, None]
-        sequences = torch.cat([sequences, feed], dim=-1)
-        mask = torch.cat([mask, torch.ones_like(feed)], dim=-1)
+        self.sequences = torch.cat([self.sequences, feed], dim=-1)
+        self.mask = torch.cat([self.mask, torch.ones_like(feed)], dim=-1)
         out = model.module(
             input_ids=feed,
-            attention_mask=mask,
-            position_ids=next_position,
-            past_key_values=cache,
+            attention_mask=self.mask,
+            position_ids=self.next_position,
+            past_key_values=self.cache,
             use_cache=True,
             logits_to_keep=1,
         )
-        cache = out.past_key_values
-        next_position = next_position + 1
-        last_tokens = feed
-    if progress is not None and done < max_new_tokens:
-        progress(len(rows) * (max_new_tokens - done))
-    for i, row in enumerate(rows):
-        if row.stop_reason is None:
-            row.text = model.decode(row.tokens)
-            # A constraint that did not finish within the budget: never a valid sample.
-            unfinished = bool(finishers) or not all(c.accepts(row.tokens, row=i) for c in judges)
-            row.stop_reason = "unfinished" if unfinished else None
+        self.cache = out.past_key_values
+        self.logits = out.logits[:, -1, :]
+        self.next_position = self.next_position + 1
+        self.last_tokens = feed
+        return True
+
+    def select(self, indices: list[int], generators: list[torch.Generator]) -> None:
+        """Re-form the batch: row j becomes a copy of row indices[j], drawing from generators[j]."""
+        index = torch.tensor(indices, device=self.model.device)
+        self.cache.reorder_cache(index)
+        self.logits = self.logits[index]
+        self.sequences = self.sequences[index]
+        self.mask = self.mask[index]
+        self.next_position = self.next_position[index]
+        self.last_tokens = self.last_tokens[index]
+        self.rows = [
+            _Row(
+                r.prompt_index,
+                r.sample_index,
+                r.context_ids,
+                generator,
+                list(r.tokens),
+                list(r.logq),
+                list(r.logp),
+                list(r.kl_steps),
+                r.text,
+                r.stop_reason,
+            )
+            for r, generator in ((self.rows[i], g) for i, g in zip(indices, generators, strict=True))
+        ]
+
+    def finish(self) -> None:
+        """Decode the text of rows that ran out of budget; mark unfinished constraints."""
+        for i, row in enumerate(self.rows):
+            if row.stop_reason is None:
+                row.text = self.model.decode(row.tokens)
+                # A constraint that did not finish within the budget: never a valid sample.
+                unfinished = bool(self.finishers) or not all(
+                    c.accepts(row.tokens, row=i) for c in self.judges
+                )
+                row.stop_reason = "unfinished" if unfinished else None
 
 
 def _draw(
