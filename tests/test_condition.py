@@ -16,6 +16,7 @@ from steering.condition import (
     length_between,
     matches,
     rejection,
+    smc,
     starts_with,
 )
 from steering.controls import LogitBias, Regex
@@ -172,3 +173,73 @@ def test_bad_input(letters, tiny):
         matches("(")
     with pytest.raises(InvalidArgument, match="at least one potential"):
         Target(letters, PROMPT, [])
+
+
+def test_systematic_resampling_follows_the_weights():
+    from steering.condition import systematic_resample
+
+    log_w = torch.tensor([0.0, math.log(3.0), float("-inf"), 0.0])
+    counts = torch.zeros(4)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        for index in systematic_resample(log_w, generator):
+            counts[index] += 1
+    share = counts / counts.sum()
+    assert share[2] == 0  # zero weight is never drawn
+    assert torch.allclose(share, torch.tensor([0.2, 0.6, 0.0, 0.2]), atol=0.02)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 1.0])
+def test_smc_suffix_lookahead_is_exact(letters, threshold):
+    target = Target(letters, PROMPT, [ends_with("b")], max_new_tokens=LENGTH)
+    exact = enumerate_target(target)
+    runs = [smc(target, particles=400, ess_threshold=threshold, seed=seed) for seed in range(3)]
+    # The evidence estimate is unbiased; three runs of 400 particles land within a stated tolerance.
+    mean_z = sum(math.exp(r.log_evidence) for r in runs) / len(runs)
+    assert math.log(mean_z) == pytest.approx(exact.log_evidence, abs=0.05)
+    merged = _merge(runs)
+    assert all(s.text.endswith("b") for s, w in zip(merged.samples, merged.weights, strict=True) if w > 0)
+    assert _tv(merged, exact) < _bound(merged, exact)
+
+
+def test_smc_suffix_with_a_longer_suffix_and_other_potentials(letters):
+    target = Target(letters, PROMPT, [ends_with("ca"), length_between(0, 3)], max_new_tokens=LENGTH)
+    exact = enumerate_target(target)
+    merged = _merge([smc(target, particles=300, seed=seed) for seed in range(3)])
+    assert _tv(merged, exact) < _bound(merged, exact)
+
+
+def test_smc_plain_with_prefix_pruning_and_soft_potential(letters):
+    target = Target(letters, PROMPT, [starts_with("c")], max_new_tokens=LENGTH)
+    exact = enumerate_target(target)
+    merged = _merge([smc(target, particles=500, seed=seed) for seed in range(3)])
+    assert _tv(merged, exact) < _bound(merged, exact)
+    assert all(s.text.startswith("c") for s, w in zip(merged.samples, merged.weights, strict=True) if w > 0)
+
+    def a_count(prompts, completions):
+        return [float(text.count("a")) for text in completions]
+
+    soft = Target(letters, PROMPT, [a_count], beta=0.5, max_new_tokens=LENGTH)
+    exact_soft = enumerate_target(soft)
+    merged_soft = _merge([smc(soft, particles=500, seed=seed) for seed in range(3)])
+    assert _tv(merged_soft, exact_soft) < _bound(merged_soft, exact_soft)
+
+
+def test_smc_refuses_stateful_proposals_and_huge_particle_counts(letters):
+    target = Target(letters, PROMPT, [ends_with("b")], max_new_tokens=LENGTH)
+    with pytest.raises(InvalidArgument, match="stateless logit controls"):
+        smc(target, particles=4, proposal=[Regex("b")])
+    with pytest.raises(InvalidArgument, match="GiB"):
+        smc(target, particles=10_000_000)
+
+
+def _merge(runs):
+    """Pool independent runs: each run's weights scaled by its own evidence estimate."""
+    from steering.condition import Posterior
+
+    samples = [s for r in runs for s in r.samples]
+    log_w = torch.cat([r.log_weights for r in runs])
+    log_phi = torch.cat([r.log_potentials for r in runs])
+    return Posterior(
+        samples, log_w, float(torch.logsumexp(log_w, 0)) - math.log(len(runs)), log_phi, 0, "merged"
+    )

@@ -20,6 +20,7 @@ from steering.condition.potentials import (
     starts_with,
 )
 from steering.condition.samplers import importance, rejection
+from steering.condition.smc import smc, systematic_resample
 from steering.condition.target import Target
 
 __all__ = [
@@ -37,5 +38,7 @@ __all__ = [
     "length_between",
     "matches",
     "rejection",
+    "smc",
     "starts_with",
+    "systematic_resample",
 ]

@@ -46,6 +46,7 @@ class Predicate:
     name: str
     holds: Callable[[str], bool]
     prefix: Callable[[str], bool] | None = field(default=None, compare=False)
+    suffix: str | None = None  # set by ends_with: samplers may close completions with it
     hard: bool = field(default=True, init=False)
 
     def log_potential(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
@@ -70,7 +71,7 @@ def starts_with(text: str) -> Predicate:
 
 def ends_with(text: str) -> Predicate:
     _nonempty(text, "ends_with")
-    return Predicate(f"ends_with({text!r})", lambda x: x.endswith(text))
+    return Predicate(f"ends_with({text!r})", lambda x: x.endswith(text), suffix=text)
 
 
 def contains(text: str) -> Predicate:
