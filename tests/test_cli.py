@@ -185,3 +185,36 @@ def test_bad_text_control_flags(args, fragment):
     result = steer("generate", "--model", "tiny-random", "-p", "hi", "--max-new-tokens", "2", *args)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sample_command_json_and_errors(tmp_path):
+    result = steer(
+        "sample", "--model", "tiny-letters", "-p", "ab", "--ends-with", "b", "--max-new-tokens", "3",
+        "--particles", "8", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = lines[-1]["summary"]
+    assert summary["found"] and summary["ess"] > 0 and summary["model_calls"] > 0
+    assert all(line["text"].endswith("b") and line["weight"] > 0 for line in lines[:-1])
+    assert abs(sum(line["weight"] for line in lines[:-1]) - 1.0) < 1e-6
+
+    (tmp_path / "my_rewards.py").write_text(
+        "def bad(prompts, completions):\n    return [float('nan')] * len(completions)\n"
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "steering", "sample", "--model", "tiny-letters", "-p", "ab", "--reward",
+         "my_rewards:bad", "--sampler", "importance", "--max-new-tokens", "2", "--particles", "4"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "reward bad returned a value that is not a finite number" in bad.stderr
+    for args, fragment in [
+        (["--beta", "0", "--reward", "my_rewards:bad"], "β"),
+        ([], "o condition given"),
+        (["--ends-with", "b", "--sampler", "magic"], "nknown sampler"),
+    ]:
+        failed = subprocess.run(
+            [sys.executable, "-m", "steering", "sample", "--model", "tiny-letters", "-p", "ab", *args],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert failed.returncode == 2 and fragment in failed.stderr and "Traceback" not in failed.stderr

@@ -243,3 +243,18 @@ def _merge(runs):
     return Posterior(
         samples, log_w, float(torch.logsumexp(log_w, 0)) - math.log(len(runs)), log_phi, 0, "merged"
     )
+
+
+@pytest.mark.integration
+def test_gemma_smc_stories_end_with_the_phrase(gemma):
+    phrase = " happily ever after."
+    target = Target(gemma, "Once upon a time", [ends_with(phrase)], max_new_tokens=12)
+    posterior = smc(target, particles=4, seed=0)
+    assert posterior.found and math.isfinite(posterior.log_evidence) and posterior.log_evidence < 0
+    assert posterior.ess >= 1.0
+    stories = posterior.resample(16, seed=0)
+    # Stated rate: every resampled story ends with the phrase (candidates close with it exactly).
+    assert sum(s.text.endswith(phrase) for s in stories) == 16
+    # Rejection from the base with the same budget of model calls finds (almost) nothing.
+    baseline = rejection(target, n=1, max_model_calls=posterior.model_calls // 2, seed=0, batch_size=4)
+    assert len(baseline.samples) <= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from steering.errors import SteeringError
 
@@ -128,3 +129,62 @@ def _read_text(path: Path, flag: str) -> str:
             f"the file given to {flag} does not exist", received=str(path), fix="check the path"
         )
     return path.read_text(encoding="utf-8")
+
+
+def conditions(
+    *,
+    ends_with: str | None,
+    starts_with: str | None,
+    contains: str | None,
+    regex: str | None,
+    reward: str | None,
+) -> list[Any]:
+    """`steer sample`'s --ends-with, --starts-with, --contains, --regex and --reward module:function."""
+    from steering import condition
+
+    found: list[Any] = []
+    if ends_with:
+        found.append(condition.ends_with(ends_with))
+    if starts_with:
+        found.append(condition.starts_with(starts_with))
+    if contains:
+        found.append(condition.contains(contains))
+    if regex:
+        found.append(condition.matches(regex))
+    if reward:
+        found.append(load_callable(reward, "--reward"))
+    if not found:
+        raise SteeringError(
+            "no condition given",
+            received="none of --ends-with, --starts-with, --contains, --regex, --reward",
+            fix='add one, e.g. --ends-with "happily ever after."',
+        )
+    return found
+
+
+def load_callable(spec: str, flag: str) -> object:
+    """module:function → the function (the module is imported from the current directory or sys.path)."""
+    import importlib
+    import sys
+
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise SteeringError(
+            f"{flag} takes module:function", received=spec, fix=f"write e.g. {flag} rewards:positive"
+        )
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SteeringError(
+            f"cannot import {module_name!r} for {flag}",
+            received=str(error),
+            fix="check the module name and path",
+        ) from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise SteeringError(
+            f"{module_name} has no function {name!r}", received=spec, fix="check the function name"
+        )
+    return function

@@ -284,6 +284,77 @@ def classify(
 
 
 @app.command()
+def sample(
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The text completions follow.")],
+    model: Annotated[str, typer.Option(help="Registry name, .gguf file or HF directory.")] = "gemma-270m",
+    ends_with: Annotated[
+        str | None, typer.Option("--ends-with", help="Hard: the completion ends with this.")
+    ] = None,
+    starts_with: Annotated[str | None, typer.Option("--starts-with")] = None,
+    contains: Annotated[str | None, typer.Option("--contains")] = None,
+    regex: Annotated[
+        str | None, typer.Option("--regex", help="Hard: the completion fully matches this.")
+    ] = None,
+    reward: Annotated[
+        str | None, typer.Option(help="Soft: module:function, (prompts, completions) -> list[float].")
+    ] = None,
+    beta: Annotated[float, typer.Option(help="KL weight of the reward (target ∝ p·exp(r/β)).")] = 1.0,
+    sampler: Annotated[str, typer.Option(help="smc | importance | rejection")] = "smc",
+    particles: Annotated[int, typer.Option(help="SMC particles / importance samples.")] = 32,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+    max_model_calls: Annotated[int, typer.Option("--max-model-calls", help="Rejection budget.")] = 20_000,
+    show: Annotated[int, typer.Option(help="Unweighted samples to print (resampled by weight).")] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSONL: every weighted sample, then a summary.")
+    ] = False,
+) -> None:
+    """Sample from p(x | condition) or p(x)·exp(r(x)/β) with weights, ESS, log Ẑ and KL."""
+    from steering.cli.control_options import conditions
+    from steering.condition import Target, importance, rejection, smc
+    from steering.models import load_model
+
+    potentials = conditions(
+        ends_with=ends_with, starts_with=starts_with, contains=contains, regex=regex, reward=reward
+    )
+    samplers = {"smc", "importance", "rejection"}
+    if sampler not in samplers:
+        raise SteeringError(
+            f"unknown sampler {sampler!r}", received=sampler, fix="use smc, importance or rejection"
+        )
+    with console.status(f"loading {model}…"):
+        lm = load_model(model)
+    target = Target(lm, prompt, potentials, beta=beta, max_new_tokens=max_new_tokens)
+    with console.status(f"sampling with {sampler}…"):
+        if sampler == "smc":
+            posterior = smc(target, particles=particles, seed=seed)
+        elif sampler == "importance":
+            posterior = importance(target, n=particles, seed=seed)
+        else:
+            posterior = rejection(target, n=particles, max_model_calls=max_model_calls, seed=seed)
+    summary = {
+        "sampler": posterior.sampler,
+        "found": posterior.found,
+        "ess": posterior.ess,
+        "log_evidence": posterior.log_evidence,
+        "kl_estimate": posterior.kl_estimate,
+        "model_calls": posterior.model_calls,
+    }
+    if as_json:
+        for item, weight in zip(posterior.samples, posterior.weights.tolist(), strict=True):
+            if weight > 0:
+                sys.stdout.write(json.dumps({**item.to_record(), "weight": weight}) + "\n")
+        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
+        return
+    out = Console()
+    if posterior.found:
+        for index, item in enumerate(posterior.resample(show, seed=seed)):
+            out.rule(f"sample {index} (resampled by weight)")
+            out.print(prompt + item.text, markup=False, highlight=False)
+    out.print(posterior.summary(), markup=False, highlight=False)
+
+
+@app.command()
 def demo(
     model: Annotated[str, typer.Option(help="Model to demonstrate on.")] = "gemma-270m",
     out: Annotated[Path, typer.Option(help="Folder for report.html.")] = Path("report"),
