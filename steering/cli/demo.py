@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from steering.cli.demo_condition import condition_sections, condition_work_units, run_condition_section
 from steering.cli.demo_controls import (
     SentimentRow,
     controls_sections,
@@ -116,10 +117,18 @@ def run_demo(
             TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))
         )
     controls_outcome = run_controls_section(model, seed=seed, progress=progress, **controls_scale(limit))
-    extra = tuple(controls_sections(controls_outcome))
+    condition_outcome = run_condition_section(model, seed=seed, **condition_scale(limit))
+    if progress is not None:
+        progress(condition_work_units(**condition_scale(limit)))
+    extra = (*controls_sections(controls_outcome), *condition_sections(condition_outcome))
     elapsed = time.time() - started
     report = write_demo_report(model, results, prompts, out_dir / "report.html", elapsed=elapsed, extra=extra)
     return DemoResult(results, controls_outcome.label_rows, controls_outcome.sentiment, report)
+
+
+def condition_scale(limit: int | None) -> dict[str, int]:
+    """SMC with 8 particles over 32 tokens, or 2 over 8 for a `--limit` run."""
+    return {"particles": 8, "max_new_tokens": 32} if limit is None else {"particles": 2, "max_new_tokens": 8}
 
 
 def controls_scale(limit: int | None) -> dict[str, int]:
@@ -129,7 +138,8 @@ def controls_scale(limit: int | None) -> dict[str, int]:
 
 def demo_work_units(count: int, max_new_tokens: int, limit: int | None = None) -> int:
     """Token slots the demo's progress bar counts: techniques × 2 decodings × prompts × tokens."""
-    return len(techniques()) * 2 * count * max_new_tokens + controls_work_units(**controls_scale(limit))
+    extra = controls_work_units(**controls_scale(limit)) + condition_work_units(**condition_scale(limit))
+    return len(techniques()) * 2 * count * max_new_tokens + extra
 
 
 def write_demo_report(

@@ -272,9 +272,7 @@ def _with_prompt(sample: Sample, prompt: str) -> Sample:
     )
 
 
-def _plain_smc(
-    target: Target, particles: int, threshold: float, controls: list[Any], seed: int
-) -> Posterior:
+def _plain_smc(target: Target, particles: int, threshold: float, controls: list[Any], seed: int) -> Posterior:
     model = target.model
     decoder = BatchDecoder(model, _rows(target, particles, seed), controls, ())
     resampler = torch.Generator().manual_seed(row_seed(seed, -1, 0))

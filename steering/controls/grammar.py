@@ -17,6 +17,7 @@ JSON whitespace is not flexible by default (compact JSON), so a sample cannot ru
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import torch
 from steering.errors import InputFormatError, InvalidArgument, did_you_mean
 
 BACKENDS = ("llguidance", "xgrammar")
+_NOUNS = {"Regex": "regex", "JsonSchema": "JSON schema", "Lark": "Lark grammar"}
 _LL_TOKENIZERS: dict[int, Any] = {}
 _XGRAMMAR_COMPILERS: dict[tuple[int, int], Any] = {}
 
@@ -127,9 +129,9 @@ class _XGrammarRows:
         if not matcher.is_completed():
             return False
         matcher.fill_next_token_bitmask(self.scratch, 0)
-        words = self.scratch[0]
+        words = self.scratch.numpy()[0].view(np.uint32)
         for token in self.stop_tokens:
-            words[token // 32] &= ~(1 << (token % 32))
+            words[token // 32] &= np.uint32(0xFFFFFFFF ^ (1 << (token % 32)))
         return not bool(words.any())
 
 
@@ -163,9 +165,9 @@ class Grammar:
         is_error, messages = LLMatcher.validate_grammar_with_warnings(self.grammar, ll_tokenizer)
         if is_error:
             raise InvalidArgument(
-                f"the {self.kind.lower()} is not valid: {messages[0].strip()}",
+                f"the {_NOUNS[self.kind]} is not valid: {messages[0].strip()}",
                 received=self.source,
-                fix=f"correct the {self.kind.lower()} at the position shown",
+                fix=f"correct the {_NOUNS[self.kind]} at the position shown",
             )
 
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
@@ -248,10 +250,11 @@ def _xgrammar_ebnf(kind: str, source: str, build: Any) -> str:
     try:
         return str(build())
     except Exception as error:  # xgrammar raises RuntimeError/ValueError with its own position text
+        message = re.sub(r"^\[[\d:]+\] \S+: ", "", str(error).strip())  # drop "[time] file.cc:83: "
         raise InvalidArgument(
-            f"xgrammar cannot compile the {kind.lower()}: {str(error).strip()}",
+            f"the xgrammar backend cannot compile the {_NOUNS[kind]}: {message}",
             received=source,
-            fix=f"correct the {kind.lower()}, or use backend='llguidance'",
+            fix=f"correct the {_NOUNS[kind]}, or use backend='llguidance'",
         ) from error
 
 
@@ -285,7 +288,11 @@ def JsonSchema(
         ebnf = _xgrammar_ebnf(
             "JsonSchema",
             text,
-            lambda: xgrammar.Grammar.from_json_schema(text, any_whitespace=flexible_whitespace),
+            lambda: xgrammar.Grammar.from_json_schema(
+                text,
+                any_whitespace=flexible_whitespace,
+                separators=None if flexible_whitespace else (",", ":"),
+            ),
         )
         return Grammar(ebnf, "JsonSchema", text, backend)
     from llguidance import LLMatcher
