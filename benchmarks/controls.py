@@ -159,11 +159,12 @@ def _markdown(result, args) -> list[str]:
     }
     lines += [
         "",
-        f"The hook itself costs {100 * (1 - hook[8]):.0f}% at batch 8 ({100 * (1 - hook[1]):.0f}% at batch 1): "
+        f"With the hook alone tokens/s is {hook[8]:.2f}× at batch 8 ({hook[1]:.2f}× at batch 1): "
         f"the bar {'holds' if hook[8] >= 0.95 else 'fails'} for the vector. Exact base books for a model "
         f"control need one teacher-forced pass of the plain model, {100 * (1 - books[8]):.0f}% at batch 8 in "
         "all; `generate(..., score_base=False)` skips it (log p_base and KL are then NaN, not guessed). "
-        "Differences of a few percent are within this VM's run-to-run noise.",
+        "Differences of a few percent are within this VM's run-to-run noise; absolute tokens/s vary between "
+        "sessions on this shared VM (compare ratios within one table, not across sections).",
         "",
         f"**Reward–KL for positive sentiment** ({len(STARTS)} neutral openings × {args.samples_per_start} "
         f"samples, {args.table_tokens} new tokens, seed 0 for every row; VADER compound in [−1, 1]; KL in "
