@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steering.condition import Target, ends_with, rejection, smc
+from steering.condition import Target, ends_with, length_between, rejection, smc
 from steering.eval.report import Section, table_html
 from steering.models import LanguageModel
 
 PROMPT = "Once upon a time"
 PHRASE = " happily ever after."
+MIN_CHARACTERS = (
+    60  # without it the exact conditional is dominated by "Once upon a time, happily ever after."
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ def condition_work_units(particles: int, max_new_tokens: int) -> int:
 def run_condition_section(
     model: LanguageModel, *, particles: int = 8, max_new_tokens: int = 32, seed: int = 0
 ) -> ConditionOutcome:
-    target = Target(model, PROMPT, [ends_with(PHRASE)], max_new_tokens=max_new_tokens)
+    length = length_between(min(MIN_CHARACTERS, 4 * max_new_tokens), 10_000)
+    target = Target(model, PROMPT, [ends_with(PHRASE), length], max_new_tokens=max_new_tokens)
     posterior = smc(target, particles=particles, seed=seed)
     baseline = rejection(target, n=1, max_model_calls=posterior.model_calls, seed=seed, batch_size=particles)
     rows: list[list[object]] = []
@@ -58,7 +62,8 @@ def condition_sections(outcome: ConditionOutcome) -> list[Section]:
         Section(
             "Conditioning: a story that ends with a phrase",
             f"Target: gemma's own stories after {PROMPT!r}, conditioned on ending with {PHRASE!r} within "
-            f"{outcome.max_new_tokens} tokens. SMC with {outcome.particles} particles lets every particle propose "
+            f"{outcome.max_new_tokens} tokens and on being at least {MIN_CHARACTERS} characters long (the unrestricted "
+            "conditional is dominated by the shortest story, 'Once upon a time, happily ever after.'). SMC with {outcome.particles} particles lets every particle propose "
             "closing with the phrase at every step (its exact base probability read by a lookahead pass), "
             "resamples toward prefixes that close well, and weights every candidate exactly; log Ẑ estimates "
             "log P(the story ends with the phrase). Rejection from the base gets the same number of model "
