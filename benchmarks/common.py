@@ -11,6 +11,18 @@ from pathlib import Path
 import torch
 import transformers
 
+# The prompts every throughput benchmark decodes (batch 1 takes the first).
+PROMPTS = [
+    "Once upon a time, in a small village by the sea,",
+    "The history of the printing press begins",
+    "Here is a recipe for a simple tomato soup:",
+    "The best way to learn a new language is",
+    "In the year 2050, cities will",
+    "My favourite thing about autumn is",
+    "The old lighthouse keeper looked at the storm and",
+    "Scientists announced today that",
+]
+
 HEADER = "# Benchmarks\n\nMeasured, not hoped for. Each section is written by the script named in it.\n\n"
 
 

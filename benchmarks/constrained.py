@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import machine
+from common import PROMPTS, machine
 from constrained_report import write_markdown
-from decode import PROMPTS
 from grammar_backends import REGEX, SCHEMA, available_backends, competitor_status, version
 
 from steering.controls import JsonSchema, Regex

@@ -20,24 +20,13 @@ import statistics
 import time
 from pathlib import Path
 
-from common import machine, machine_line, timed, write_section
+from common import PROMPTS, machine, machine_line, timed, write_section
 
 from steering.cli.demo_controls import NEGATIVE_EXAMPLES, POSITIVE_EXAMPLES, POSITIVE_WORDS, STARTS
 from steering.controls import PPLM, BagOfWords, Instruction, build_steering_vector
 from steering.decode import generate
 from steering.eval.sentiment import vader_reward
 from steering.models import load_model
-
-PROMPTS = [
-    "Once upon a time, in a small village by the sea,",
-    "The history of the printing press begins",
-    "Here is a recipe for a simple tomato soup:",
-    "The best way to learn a new language is",
-    "In the year 2050, cities will",
-    "My favourite thing about autumn is",
-    "The old lighthouse keeper looked at the storm and",
-    "Scientists announced today that",
-]
 
 
 def overhead(model, vector, *, repeats: int, max_new_tokens: int) -> list[dict[str, object]]:

@@ -16,25 +16,14 @@ import time
 from pathlib import Path
 
 import torch
+from common import PROMPTS, median_rate, write_section
 from common import machine as machine_facts
-from common import median_rate, write_section
 
 from steering.controls import QA, Greedy
 from steering.decode import generate
 from steering.models import load_model
 from steering.models.loading import cache_folder, contiguous_head_input
 from steering.paths import steering_home
-
-PROMPTS = [
-    "Once upon a time, in a small village by the sea,",
-    "The history of the printing press begins",
-    "Here is a recipe for a simple tomato soup:",
-    "The best way to learn a new language is",
-    "In the year 2050, cities will",
-    "My favourite thing about autumn is",
-    "The old lighthouse keeper looked at the storm and",
-    "Scientists announced today that",
-]
 
 
 def _ours(model, prompts, *, greedy: bool, max_new_tokens: int, controls=()):
