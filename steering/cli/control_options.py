@@ -29,13 +29,7 @@ def tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow:
                 ) from None
         controls.append(LogitBias(table))
     if bow:
-        path, sep, strength = bow.rpartition(":")
-        try:
-            bow_strength = float(strength)
-        except ValueError:
-            path = ""
-        if not sep or not path:
-            raise SteeringError("--bow takes FILE:STRENGTH", received=bow, fix="write e.g. --bow words.txt:3")
+        path, bow_strength = _required_spec(bow, "--bow takes FILE:STRENGTH", "--bow words.txt:3")
         controls.append(BagOfWords(load_words(path), bow_strength))
     if choices:
         labels = [" " + label.strip() for label in choices.split(",") if label.strip()]
@@ -75,26 +69,34 @@ def grammar_controls(*, regex: str | None, json_schema: Path | None, grammar: Pa
 def load_vector(spec: str) -> object:
     from steering.controls import SteeringVector
 
-    path, sep, alpha = spec.rpartition(":")
-    try:
-        strength = float(alpha)
-    except ValueError:
-        path = ""
-    if not sep or not path:
-        raise SteeringError(
-            "--steer takes VECTOR:ALPHA", received=spec, fix="write e.g. --steer happy.safetensors:2"
-        )
+    path, strength = _required_spec(spec, "--steer takes VECTOR:ALPHA", "--steer happy.safetensors:2")
     return SteeringVector.load(path, alpha=strength)
 
 
-def _split_spec(spec: str, flag: str, example: str) -> tuple[str, float | None]:
-    """FILE or FILE:NUMBER → (FILE, NUMBER or None)."""
+def _parse_spec(spec: str) -> tuple[str, float | None]:
+    """FILE:NUMBER → (FILE, NUMBER); anything else → (spec, None)."""
     path, sep, number = spec.rpartition(":")
     if sep and path:
         try:
             return path, float(number)
         except ValueError:
             pass
+    return spec, None
+
+
+def _required_spec(spec: str, what: str, example: str) -> tuple[str, float]:
+    """FILE:NUMBER, or an error saying `what` the flag takes."""
+    path, number = _parse_spec(spec)
+    if number is None:
+        raise SteeringError(what, received=spec, fix=f"write e.g. {example}")
+    return path, number
+
+
+def _split_spec(spec: str, flag: str, example: str) -> tuple[str, float | None]:
+    """FILE or FILE:NUMBER → (FILE, NUMBER or None)."""
+    path, number = _parse_spec(spec)
+    if number is not None:
+        return path, number
     if not spec.strip():
         raise SteeringError(f"{flag} needs a file", received=repr(spec), fix=f"write e.g. {flag} {example}")
     return spec, None

@@ -38,6 +38,7 @@ from steering.decode.engine import BatchDecoder, _Row
 from steering.decode.samples import Sample
 from steering.decode.sampling import row_seed
 from steering.errors import InvalidArgument
+from steering.models.language_model import LanguageModel
 
 MEMORY_LIMIT_BYTES = 8 * 1024**3
 
@@ -217,7 +218,7 @@ def _suffix_smc(
         log_psi = psi
         for i, row in enumerate(decoder.rows):
             weight = float(log_w[i]) + log_evidence - math.log(particles)
-            candidates.append((_candidate(model, row, tail, closing[i, : len(tail)]), weight))
+            candidates.append((_candidate(model, target.prompt, row, tail, closing[i, : len(tail)]), weight))
         if not with_eos:
             break
         log_w, log_mean, ancestors = _resample_if_needed(decoder, log_w, threshold, resampler, step, seed)
@@ -232,17 +233,16 @@ def _suffix_smc(
     return _posterior(target, candidates, calls, name)
 
 
-def _candidate(model: object, row: _Row, tail: list[int], tail_logp: torch.Tensor) -> Sample:
+def _candidate(
+    model: LanguageModel, prompt: str, row: _Row, tail: list[int], tail_logp: torch.Tensor
+) -> Sample:
     """The completion y + tail as a Sample: tail tokens forced (log q = 0), scored under the base."""
-    from steering.models.language_model import LanguageModel
-
-    assert isinstance(model, LanguageModel)
     tokens = [*row.tokens, *tail]
     ends = tokens[-1] in model.eos_token_ids
     return Sample(
-        prompt="",
+        prompt=prompt,
         prompt_index=0,
-        context="",
+        context=prompt,
         text=model.decode(tokens[:-1] if ends else tokens),
         token_ids=tokens,
         logq=torch.tensor([*row.logq, *([0.0] * len(tail))], dtype=torch.float32),
@@ -252,24 +252,11 @@ def _candidate(model: object, row: _Row, tail: list[int], tail_logp: torch.Tenso
 
 
 def _posterior(target: Target, candidates: list[tuple[Sample, float]], calls: int, name: str) -> Posterior:
-    samples = [_with_prompt(s, target.prompt) for s, _ in candidates]
+    samples = [s for s, _ in candidates]
     log_phi = target.log_potential([s.text for s in samples])
     log_w = torch.tensor([w for _, w in candidates], dtype=torch.float64) + log_phi
     log_z = float(torch.logsumexp(log_w, 0)) if len(samples) else float("-inf")
     return Posterior(samples, log_w, log_z, log_phi, calls, name)
-
-
-def _with_prompt(sample: Sample, prompt: str) -> Sample:
-    return Sample(
-        prompt=prompt,
-        prompt_index=0,
-        context=prompt,
-        text=sample.text,
-        token_ids=sample.token_ids,
-        logq=sample.logq,
-        logp_base=sample.logp_base,
-        stop_reason=sample.stop_reason,
-    )
 
 
 def _plain_smc(target: Target, particles: int, threshold: float, controls: list[Any], seed: int) -> Posterior:
