@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+LLAMPPL := .venv-llamppl/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -41,10 +42,21 @@ lint: install
 	$(VENV)/bin/ruff format --check steering tests benchmarks
 	$(VENV)/bin/mypy steering
 
-bench: install
+bench: install $(LLAMPPL)
 	$(PY) benchmarks/decode.py --write BENCHMARKS.md
 	$(PY) benchmarks/constrained.py --write BENCHMARKS.md
 	$(PY) benchmarks/controls.py --write BENCHMARKS.md
+	LLAMPPL_PYTHON=$(LLAMPPL) $(PY) benchmarks/conditioning.py --write BENCHMARKS.md
+
+# llamppl (the conditioning benchmark's competitor) in its own venv: torch==2.13.0 first, then llamppl
+# and genlm-backend --no-deps (they would add bitsandbytes, pre-commit, ipykernel: unused here).
+$(LLAMPPL):
+	$(PYTHON) -m venv .venv-llamppl
+	.venv-llamppl/bin/python -m pip install --quiet --upgrade pip
+	.venv-llamppl/bin/python -m pip install --quiet torch==2.13.0
+	.venv-llamppl/bin/python -m pip install --quiet --no-deps llamppl==0.2.3 genlm-backend==0.3.1
+	.venv-llamppl/bin/python -m pip install --quiet "numpy<2.5" scipy protobuf "transformers>=5,<6" \
+		sentencepiece accelerate numba
 
 clean:
-	rm -rf $(VENV) report .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-llamppl report .pytest_cache .mypy_cache .ruff_cache

@@ -8,10 +8,14 @@ one model (gemma-270m, 262k vocabulary) and one JSON schema and one regex:
 (b) mask: µs per token per row to fill the allowed-token bitmask of the 262k vocabulary, replaying the
     token traces that steering sampled in (c) through each backend's matcher; and the cost of applying a
     bitmask to (8, 262k) float32 scores.
-(c) end to end: `steering.generate` tokens/s at batch 8 and 1 (sampling, temperature 1, 64 new tokens)
-    unconstrained, with the JSON schema and with the regex; same prompts and seeds in every run, the
+(c) end to end: `steering.generate` tokens/s (sampling, temperature 1, 64 new tokens) unconstrained,
+    with the JSON schema and with the regex, for three workloads: 32 prompts at batch 8 (a finished
+    row's slot takes the next waiting prompt — the bar's workload), 8 prompts at batch 8 (nothing
+    waits, so a finished slot idles) and 1 prompt at batch 1; same prompts and seeds in every run, the
     variants interleaved round by round, medians over rounds. Tokens are the generated tokens: a
-    constrained row stops when its grammar can only stop, so it generates fewer.
+    constrained row stops when its grammar can only stop, so it generates fewer; on the 32-prompt
+    workload an unconstrained run with each row cut at its constrained twin's length (a per-prompt
+    budget) measures what the constraint itself costs, at the same tokens, queue and refills.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from grammar_backends import REGEX, SCHEMA, available_backends, competitor_statu
 
 from steering.controls import JsonSchema, Regex
 from steering.controls.grammar import unpack_bitmask
-from steering.decode import generate
-from steering.decode.sampling import sample_inverse_cdf, step_kl
+from steering.decode import engine, generate
+from steering.decode.sampling import probabilities, sample_inverse_cdf, step_kl
 from steering.models import load_model
 
 # ---------------------------------------------------------------- (a) compile and (b) mask cost
@@ -158,8 +162,9 @@ def _apply_costs(model: Any, traces: list[list[int]], repeats: int = 30) -> dict
 def _engine_costs(vocab: int, repeats: int = 30) -> dict[str, dict[str, float]]:
     """ms for the engine's per-step sampling math on (8, V), on plain log-probs and on masked ones.
 
-    Masked = 97% of entries −inf, as a grammar leaves them: `exp`, the inverse-CDF draw and the exact
-    step KL, each timed on both.
+    Masked = 97% of entries −inf, as a grammar leaves them. `exp` is torch's (what the engine used
+    before), `probabilities` the softmax the engine uses now; then the inverse-CDF draw and the exact
+    step KL given those probabilities.
     """
     plain = torch.randn((8, vocab), generator=torch.Generator().manual_seed(0)).log_softmax(-1)
     masked = plain.clone()
@@ -168,10 +173,12 @@ def _engine_costs(vocab: int, repeats: int = 30) -> dict[str, dict[str, float]]:
     uniforms = torch.rand(8, generator=torch.Generator().manual_seed(1))
     costs: dict[str, dict[str, float]] = {}
     for name, logq in (("finite", plain), ("masked", masked)):
+        probs = probabilities(logq)
         ops: dict[str, Callable[[], Any]] = {
             "exp": logq.exp,
-            "sample": lambda q=logq: sample_inverse_cdf(q, uniforms),
-            "step_kl": lambda q=logq: step_kl(q, plain),
+            "probabilities": lambda q=logq: probabilities(q),
+            "sample": lambda q=logq, p=probs: sample_inverse_cdf(q, uniforms, probs=p),
+            "step_kl": lambda q=logq, p=probs: step_kl(q, plain, probs=p),
         }
         for op, run in ops.items():
             millis = []
@@ -205,36 +212,102 @@ def _variants() -> dict[str, list[object]]:
     }
 
 
-def _run(model: Any, prompts: list[str], controls: list[object], max_new_tokens: int) -> dict[str, Any]:
+# 32 distinct prompts: the 8 openings under 4 framings (one sample each, so a row is a prompt and
+# a per-prompt budget can give every row the length its constrained twin had).
+FRAMINGS = ("", "Draft: ", "Note: ", "Story: ")
+QUEUE = [framing + prompt for framing in FRAMINGS for prompt in PROMPTS]
+MATCHED = {"JSON schema": "unconstrained, JSON's lengths", "regex": "unconstrained, regex's lengths"}
+
+# (name, prompts, samples per prompt, batch size, with matched-length runs); the first is the bar's.
+WORKLOADS = [
+    ("32 prompts at batch 8", QUEUE, 1, 8, True),
+    ("8 prompts at batch 8", PROMPTS, 1, 8, False),
+    ("1 prompt at batch 1", PROMPTS[:1], 1, 1, False),
+]
+
+
+class _Steps:
+    """Counts the engine's sampling steps (forward passes) and the rows prefilled into freed slots."""
+
+    def __init__(self) -> None:
+        self.steps = self.refilled = self.prefills = 0
+        sample, refill, prefill = (
+            engine.BatchDecoder.sample,
+            engine.BatchDecoder.refill,
+            engine.BatchDecoder._prefill,
+        )
+
+        def counted_prefill(decoder: Any, rows: list[Any]) -> dict[str, Any]:
+            self.prefills += 1
+            return prefill(decoder, rows)
+
+        def counted_sample(decoder: Any) -> None:
+            self.steps += 1
+            sample(decoder)
+
+        def counted_refill(decoder: Any, slots: list[int], waiting: Any) -> list[Any]:
+            placed = refill(decoder, slots, waiting)
+            self.refilled += len(placed)
+            return placed
+
+        engine.BatchDecoder.sample = counted_sample  # type: ignore[method-assign,assignment]
+        engine.BatchDecoder.refill = counted_refill  # type: ignore[method-assign,assignment]
+        engine.BatchDecoder._prefill = counted_prefill  # type: ignore[method-assign,assignment]
+
+
+def _run(
+    model: Any,
+    counter: _Steps,
+    workload: tuple[str, list[str], int, int, bool],
+    controls: list[object],
+    budgets: int | list[int],
+) -> dict[str, Any]:
+    _, prompts, n, batch, _ = workload
+    counter.steps = counter.refilled = counter.prefills = 0
     started = time.perf_counter()
     samples = generate(
-        model, prompts, controls=controls, max_new_tokens=max_new_tokens, batch_size=len(prompts), seed=0
+        model, prompts, controls=controls, n=n, max_new_tokens=budgets, batch_size=batch, seed=0
     )
     seconds = time.perf_counter() - started
     lengths = [len(s.token_ids) for s in samples]
     return {
         "seconds": seconds,
         "tokens": sum(lengths),
-        "steps": max(lengths),  # forward passes: the batch runs until its longest row ends
+        "lengths": lengths,
+        "steps": counter.steps,
+        "refilled": counter.refilled,
+        "prefills": counter.prefills,
         "stops": [s.stop_reason for s in samples],
         "token_ids": [list(s.token_ids) for s in samples],
     }
 
 
 def _end_to_end(model: Any, *, rounds: int, warmup: int, max_new_tokens: int) -> list[dict[str, Any]]:
-    """Interleaved rounds: every variant at batch 8 and 1 once per round; the first `warmup` discarded."""
+    """Interleaved rounds: every variant on every workload once per round; the first `warmup` discarded.
+
+    On the matched workload each constrained variant is followed by an unconstrained run whose rows
+    get exactly the lengths the constrained rows had (a per-prompt budget): the same tokens, queue and
+    refills, so the ratio between the two is what the constraint costs.
+    """
     variants = _variants()
-    runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    counter = _Steps()
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for round_index in range(warmup + rounds):
-        for batch in (8, 1):
+        for workload in WORKLOADS:
             for name, controls in variants.items():
-                result = _run(model, PROMPTS[:batch], controls, max_new_tokens)
+                result = _run(model, counter, workload, controls, max_new_tokens)
                 if round_index >= warmup:
-                    runs.setdefault((batch, name), []).append(result)
+                    runs.setdefault((workload[0], name), []).append(result)
+                if workload[4] and name in MATCHED:
+                    matched = _run(model, counter, workload, [], result["lengths"])
+                    if round_index >= warmup:
+                        runs.setdefault((workload[0], MATCHED[name]), []).append(matched)
         print(f"round {round_index + 1}/{warmup + rounds}", flush=True)
     rows = []
-    for (batch, name), results in runs.items():
-        base = runs[(batch, "unconstrained")]
+    for (workload_name, name), results in runs.items():
+        batch = next(w[3] for w in WORKLOADS if w[0] == workload_name)
+        base = runs[(workload_name, "unconstrained")]
+        twin = runs.get((workload_name, MATCHED.get(name, "")))
         rates = [r["tokens"] / r["seconds"] for r in results]
         step_ms = [1e3 * r["seconds"] / r["steps"] for r in results]
         base_rates = [r["tokens"] / r["seconds"] for r in base]
@@ -242,10 +315,14 @@ def _end_to_end(model: Any, *, rounds: int, warmup: int, max_new_tokens: int) ->
         first = results[0]
         rows.append(
             {
+                "workload": workload_name,
                 "batch": batch,
                 "variant": name,
+                "rows": len(first["stops"]),
                 "tokens": first["tokens"],
                 "steps": first["steps"],
+                "refilled": first["refilled"],
+                "prefills": first["prefills"],
                 "slot_use": first["tokens"] / (first["steps"] * batch),
                 "stops": first["stops"],
                 "token_ids": first["token_ids"],
@@ -253,10 +330,18 @@ def _end_to_end(model: Any, *, rounds: int, warmup: int, max_new_tokens: int) ->
                 "ms_per_step": statistics.median(step_ms),
                 # Paired within a round: the neighbouring runs saw the same machine load.
                 "rate_ratio": statistics.median(a / b for a, b in zip(rates, base_rates, strict=True)),
+                "matched_ratio": None
+                if twin is None
+                else statistics.median(
+                    a / (t["tokens"] / t["seconds"]) for a, t in zip(rates, twin, strict=True)
+                ),
                 "step_ratio": statistics.median(b / a for a, b in zip(step_ms, base_step, strict=True)),
                 # Best runs: the ones least disturbed by other work on the machine.
                 "best_tokens_per_s": max(rates),
                 "best_rate_ratio": max(rates) / max(base_rates),
+                "best_matched_ratio": None
+                if twin is None
+                else max(rates) / max(t["tokens"] / t["seconds"] for t in twin),
                 "best_ms_per_step": min(step_ms),
                 "best_step_ratio": min(base_step) / min(step_ms),
                 "all_tokens_per_s": rates,
@@ -281,7 +366,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", default="gemma-270m")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=6, help="end-to-end rounds (median)")
+    parser.add_argument("--rounds", type=int, default=4, help="end-to-end rounds (median)")
     parser.add_argument("--warmup", type=int, default=1, help="end-to-end rounds discarded first")
     parser.add_argument("--compile-repeats", type=int, default=3)
     parser.add_argument("--write", type=Path, help="update this markdown file's constrained section")
@@ -307,7 +392,9 @@ def main() -> None:
     for row in end_to_end:
         print({k: v for k, v in row.items() if k not in ("token_ids", "stops", "all_tokens_per_s")})
     traces = {
-        kind: next(r for r in end_to_end if r["batch"] == 8 and r["variant"] == name)["token_ids"]
+        kind: next(r for r in end_to_end if r["workload"] == WORKLOADS[1][0] and r["variant"] == name)[
+            "token_ids"
+        ]
         for kind, name in (("json", "JSON schema"), ("regex", "regex"))
     }
 

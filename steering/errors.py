@@ -14,7 +14,9 @@ class SteeringError(Exception):
 
     def __init__(self, what: str, *, received: object = None, fix: str | None = None) -> None:
         what = what.rstrip(".")
-        parts = [what[:1].upper() + what[1:] + ("" if what.endswith("?") else ".")]
+        # Capitalise an ASCII first letter only ("β must be positive" stays β, not Β).
+        first = what[:1].upper() if what[:1].isascii() else what[:1]
+        parts = [first + what[1:] + ("" if what.endswith("?") else ".")]
         if received is not None:
             text = received if isinstance(received, str) else repr(received)
             if len(text) > 300:

@@ -188,6 +188,17 @@ def test_bad_text_control_flags(args, fragment):
     assert fragment in result.stderr and "Traceback" not in result.stderr
 
 
+def test_sample_command_infill():
+    result = steer(
+        "sample", "--model", "tiny-letters", "-p", "ab", "--fixed", "1=c", "--fixed", "3=a",
+        "--max-new-tokens", "5", "--particles", "16", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[-1]["summary"]["found"] and lines[-1]["summary"]["ess"] > 1
+    assert all(line["text"][1] == "c" and line["text"][3] == "a" for line in lines[:-1])
+
+
 def test_sample_command_json_and_errors(tmp_path):
     result = steer(
         "sample", "--model", "tiny-letters", "-p", "ab", "--ends-with", "b", "--max-new-tokens", "3",
@@ -213,9 +224,41 @@ def test_sample_command_json_and_errors(tmp_path):
         (["--beta", "0", "--reward", "my_rewards:bad"], "β"),
         ([], "o condition given"),
         (["--ends-with", "b", "--sampler", "magic"], "nknown sampler"),
+        (["--fixed", "two=c"], "POSITION=TEXT"),
     ]:
         failed = subprocess.run(
             [sys.executable, "-m", "steering", "sample", "--model", "tiny-letters", "-p", "ab", *args],
             capture_output=True, text=True, cwd=tmp_path, timeout=300,
         )  # fmt: skip
         assert failed.returncode == 2 and fragment in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_train_sft_then_generate_with_the_adapter(tmp_path):
+    data = tmp_path / "demos.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": f"Q: {i}?\nA:", "completion": " yes"}) + "\n" for i in range(8))
+    )
+    config = tmp_path / "sft.toml"
+    config.write_text(
+        f'data = "{data}"\nmodel = "tiny-random"\nlora_rank = 4\nbatch_size = 4\neval_fraction = 0.0\n'
+    )
+    out = tmp_path / "run"
+    result = steer("train", "sft", str(config), f"out={out}", "epochs=2", "learning_rate=0.01")
+    assert result.returncode == 0, result.stderr
+    assert "done after 4 steps" in result.stdout and (out / "adapter" / "adapter_config.json").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
+    again = steer("train", "sft", str(config), f"out={out}")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    changed = steer("train", "sft", str(config), f"out={out}", "lora_rank=8", "--resume")
+    assert changed.returncode == 2 and "lora_rank" in changed.stderr and "Traceback" not in changed.stderr
+    generated = steer(
+        "generate", "--model", "tiny-random", "--dtype", "float32", "-p", "Q: 3?\nA:", "--adapter", str(out / "adapter"),
+        "--max-new-tokens", "3", "--json",
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stderr
+    record = json.loads(generated.stdout.splitlines()[0])
+    assert record["kl"] > 0 and len(record["logp_base"]) == len(record["tokens"])
+    bad = steer(
+        "train", "sft", f"data={data}", "model=tiny-random", "learning_rate=-1", f"out={tmp_path / 'x'}"
+    )
+    assert bad.returncode == 2 and "earning_rate must be positive" in bad.stderr

@@ -140,11 +140,14 @@ def conditions(
     contains: str | None,
     regex: str | None,
     reward: str | None,
+    fixed: list[str] | None = None,
 ) -> list[Any]:
-    """`steer sample`'s --ends-with, --starts-with, --contains, --regex and --reward module:function."""
+    """`steer sample`'s --ends-with, --starts-with, --contains, --regex, --fixed and --reward."""
     from steering import condition
 
     found: list[Any] = []
+    if fixed:
+        found.append(condition.fixed_tokens(fixed_spans(fixed)))
     if ends_with:
         found.append(condition.ends_with(ends_with))
     if starts_with:
@@ -158,10 +161,25 @@ def conditions(
     if not found:
         raise SteeringError(
             "no condition given",
-            received="none of --ends-with, --starts-with, --contains, --regex, --reward",
+            received="none of --ends-with, --starts-with, --contains, --regex, --fixed, --reward",
             fix='add one, e.g. --ends-with "happily ever after."',
         )
     return found
+
+
+def fixed_spans(values: list[str]) -> dict[int, str]:
+    """--fixed POSITION=TEXT (repeatable) → {position: text}."""
+    spans: dict[int, str] = {}
+    for value in values:
+        position, sep, text = value.partition("=")
+        if not sep or not position.strip().isdigit() or not text:
+            raise SteeringError(
+                "--fixed takes POSITION=TEXT (position of the generated token, from 0)",
+                received=value,
+                fix='write e.g. --fixed "4= dragon"',
+            )
+        spans[int(position)] = text
+    return spans
 
 
 def load_callable(spec: str, flag: str) -> object:

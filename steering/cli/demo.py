@@ -127,8 +127,10 @@ def run_demo(
 
 
 def condition_scale(limit: int | None) -> dict[str, int]:
-    """SMC with 8 particles over 32 tokens, or 2 over 8 for a `--limit` run."""
-    return {"particles": 8, "max_new_tokens": 32} if limit is None else {"particles": 2, "max_new_tokens": 8}
+    """SMC with 8 particles over 32 tokens and 16 samples per λ, or 2 over 8 and 4 for a `--limit` run."""
+    if limit is None:
+        return {"particles": 8, "max_new_tokens": 32, "reward_samples": 16}
+    return {"particles": 2, "max_new_tokens": 8, "reward_samples": 4}
 
 
 def controls_scale(limit: int | None) -> dict[str, int]:

@@ -1,16 +1,26 @@
-"""`steer demo`, section 3: conditioning — a story that must end with a phrase, sampled with SMC.
+"""`steer demo`, section 3: conditioning — a story that must end with a phrase, sampled with SMC;
+and the prompt as a reward: how π(x)·exp(λ·Σδ(x_i, y_i)) approaches π(x | x_S = y_S) as λ grows.
 
-Rejection from the base model with the same budget of model calls is shown next to it, so the reader
+Rejection from the base model with the same budget of model calls is shown next to SMC, so the reader
 sees why generate-then-filter is not enough.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from steering.condition import Target, ends_with, length_between, rejection, smc
-from steering.eval.report import Section, table_html
-from steering.models import LanguageModel
+from steering.condition import (
+    PromptRewardPoint,
+    Target,
+    ends_with,
+    length_between,
+    prompt_as_reward,
+    rejection,
+    smc,
+)
+from steering.eval.report import Section, line_chart_svg, table_html
+from steering.models import LanguageModel, load_model
 
 PROMPT = "Once upon a time"
 PHRASE = " happily ever after."
@@ -19,20 +29,34 @@ MIN_CHARACTERS = (
 )
 
 
+# Prompt as reward: the λ values, and the fixed tokens on each model.
+STRENGTHS = (0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, math.inf)
+LETTERS_PROMPT, LETTERS_SPANS, LETTERS_TOKENS = "ab", {1: "c", 3: "a"}, 4
+GEMMA_SPANS, GEMMA_TOKENS = {4: " dragon"}, 8
+
+
 @dataclass(frozen=True)
 class ConditionOutcome:
     summary_rows: list[list[object]]
     story_rows: list[list[object]]
     particles: int
     max_new_tokens: int
+    exact_curve: list[PromptRewardPoint]
+    gemma_curve: list[PromptRewardPoint]
+    reward_samples: int
 
 
-def condition_work_units(particles: int, max_new_tokens: int) -> int:
-    return 2 * particles * max_new_tokens
+def condition_work_units(particles: int, max_new_tokens: int, reward_samples: int = 16) -> int:
+    return 2 * particles * max_new_tokens + len(STRENGTHS) * reward_samples * GEMMA_TOKENS
 
 
 def run_condition_section(
-    model: LanguageModel, *, particles: int = 8, max_new_tokens: int = 32, seed: int = 0
+    model: LanguageModel,
+    *,
+    particles: int = 8,
+    max_new_tokens: int = 32,
+    reward_samples: int = 16,
+    seed: int = 0,
 ) -> ConditionOutcome:
     length = length_between(min(MIN_CHARACTERS, 4 * max_new_tokens), 10_000)
     target = Target(model, PROMPT, [ends_with(PHRASE), length], max_new_tokens=max_new_tokens)
@@ -54,7 +78,70 @@ def run_condition_section(
     if posterior.found:
         order = posterior.weights.argsort(descending=True)[:4].tolist()
         stories = [[PROMPT + posterior.samples[i].text, float(posterior.weights[i])] for i in order]
-    return ConditionOutcome(rows, stories, particles, max_new_tokens)
+    letters = load_model("tiny-letters", dtype="float32")
+    exact_curve = prompt_as_reward(
+        letters, LETTERS_PROMPT, LETTERS_SPANS, STRENGTHS, max_new_tokens=LETTERS_TOKENS, exact=True
+    )
+    gemma_curve = prompt_as_reward(
+        model, PROMPT, GEMMA_SPANS, STRENGTHS, max_new_tokens=GEMMA_TOKENS, n=reward_samples, seed=seed
+    )
+    return ConditionOutcome(
+        rows, stories, particles, max_new_tokens, exact_curve, gemma_curve, reward_samples
+    )
+
+
+def _strength(value: float) -> str:
+    return "∞ (the condition)" if math.isinf(value) else f"{value:g}"
+
+
+def _reward_section(outcome: ConditionOutcome) -> Section:
+    labels = [("∞" if math.isinf(p.strength) else f"{p.strength:g}") for p in outcome.exact_curve]
+    chart = line_chart_svg(
+        labels,
+        {
+            "tiny-letters, exact (enumeration)": [p.satisfied for p in outcome.exact_curve],
+            f"gemma-270m, importance ({outcome.reward_samples} samples per λ)": [
+                p.satisfied for p in outcome.gemma_curve
+            ],
+        },
+        title="Prompt as reward: target_λ(x_S = y_S) as λ grows",
+        y_label="fraction satisfying",
+    )
+    rows = [
+        [
+            _strength(e.strength),
+            e.satisfied,
+            e.kl_to_conditional,
+            g.satisfied,
+            g.kl_to_conditional if math.isfinite(g.kl_to_conditional) else None,
+            g.ess,
+        ]
+        for e, g in zip(outcome.exact_curve, outcome.gemma_curve, strict=True)
+    ]
+    return Section(
+        "Prompt as reward: a soft prompt approaches the hard one",
+        "A prompt fixes tokens y_S at positions S; the reward λ·Σ_{i∈S} δ(x_i, y_i) with KL weight 1 "
+        "defines the soft target π(x)·exp(λ·Σδ). On the condition x_S = y_S the reward is constant, so the "
+        "conditional is the soft target restricted to it and KL(π(·|x_S = y_S) ‖ target_λ) = −log "
+        "target_λ(x_S = y_S): the fraction of the soft target that already satisfies the condition says "
+        f"how close it is. tiny-letters: prompt {LETTERS_PROMPT!r}, fixed {LETTERS_SPANS} within "
+        f"{LETTERS_TOKENS} tokens, computed exactly by enumerating every completion. gemma-270m: prompt "
+        f"{PROMPT!r}, fixed {GEMMA_SPANS} within {GEMMA_TOKENS} tokens, estimated by importance sampling "
+        "with a proposal that boosts the fixed token by λ at its position (forces it at λ = ∞); the exact "
+        "weights make the estimate consistent, the ESS says how much to trust it.",
+        chart
+        + table_html(
+            [
+                "λ",
+                "tiny: target_λ(condition), exact",
+                "tiny: KL(conditional ‖ target_λ)",
+                "gemma: target_λ(condition), estimated",
+                "gemma: KL estimate",
+                "gemma: ESS",
+            ],
+            rows,
+        ),
+    )
 
 
 def condition_sections(outcome: ConditionOutcome) -> list[Section]:
@@ -62,8 +149,9 @@ def condition_sections(outcome: ConditionOutcome) -> list[Section]:
         Section(
             "Conditioning: a story that ends with a phrase",
             f"Target: gemma's own stories after {PROMPT!r}, conditioned on ending with {PHRASE!r} within "
-            f"{outcome.max_new_tokens} tokens and on being at least {MIN_CHARACTERS} characters long (the unrestricted "
-            "conditional is dominated by the shortest story, 'Once upon a time, happily ever after.'). SMC with {outcome.particles} particles lets every particle propose "
+            f"{outcome.max_new_tokens} tokens and on being at least {MIN_CHARACTERS} characters long (the "
+            "unrestricted conditional is dominated by the shortest story, 'Once upon a time, happily ever "
+            f"after.'). SMC with {outcome.particles} particles lets every particle propose "
             "closing with the phrase at every step (its exact base probability read by a lookahead pass), "
             "resamples toward prefixes that close well, and weights every candidate exactly; log Ẑ estimates "
             "log P(the story ends with the phrase). Rejection from the base gets the same number of model "
@@ -72,5 +160,6 @@ def condition_sections(outcome: ConditionOutcome) -> list[Section]:
                 ["sampler", "model calls", "samples with weight > 0", "ESS", "log Ẑ"], outcome.summary_rows
             )
             + table_html(["highest-weight stories", "normalised weight"], outcome.story_rows),
-        )
+        ),
+        _reward_section(outcome),
     ]

@@ -1,4 +1,4 @@
-"""The `steer` command line: models, generate, demo.
+"""The `steer` command line: models, generate, classify, sample, train, demo.
 
 Errors a user can fix are printed as one paragraph (what was wrong, what was received, how to fix it)
 with exit code 2; `steer --debug …` shows the traceback instead.
@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -135,6 +135,13 @@ def generate(
             "--pplm", help="FILE[:STEP_SIZE] PPLM toward a bag of words (gradient on the KV cache)."
         ),
     ] = None,
+    adapter: Annotated[
+        Path | None,
+        typer.Option(
+            "--adapter",
+            help="A trained adapter directory (steer train … writes RUN/adapter); base books stay exact.",
+        ),
+    ] = None,
     exact: Annotated[
         bool,
         typer.Option("--exact", help="Resample by importance weights: p(x | constraint), not the masked q."),
@@ -157,6 +164,10 @@ def generate(
 
     prompts = collect_prompts(prompt, input_path)
     controls: list[object] = []
+    if adapter is not None:
+        from steering.train.adapters import Adapter
+
+        controls.append(Adapter(adapter))
     if few_shot is not None:
         controls.append(FewShot(load_demonstrations(few_shot)))
     if template is not None:
@@ -295,6 +306,14 @@ def sample(
     regex: Annotated[
         str | None, typer.Option("--regex", help="Hard: the completion fully matches this.")
     ] = None,
+    fixed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fixed",
+            help="Hard: POSITION=TEXT, the generated tokens from POSITION on are TEXT (infill); repeatable. "
+            "smc and importance then propose with those tokens forced.",
+        ),
+    ] = None,
     reward: Annotated[
         str | None, typer.Option(help="Soft: module:function, (prompts, completions) -> list[float].")
     ] = None,
@@ -310,12 +329,18 @@ def sample(
     ] = False,
 ) -> None:
     """Sample from p(x | condition) or p(x)·exp(r(x)/β) with weights, ESS, log Ẑ and KL."""
-    from steering.cli.control_options import conditions
+    from steering.cli.control_options import conditions, fixed_spans
     from steering.condition import Target, importance, rejection, smc
+    from steering.controls import ForceTokens
     from steering.models import load_model
 
     potentials = conditions(
-        ends_with=ends_with, starts_with=starts_with, contains=contains, regex=regex, reward=reward
+        ends_with=ends_with,
+        starts_with=starts_with,
+        contains=contains,
+        regex=regex,
+        reward=reward,
+        fixed=fixed,
     )
     samplers = {"smc", "importance", "rejection"}
     if sampler not in samplers:
@@ -325,11 +350,12 @@ def sample(
     with console.status(f"loading {model}…"):
         lm = load_model(model)
     target = Target(lm, prompt, potentials, beta=beta, max_new_tokens=max_new_tokens)
+    proposal = [ForceTokens(fixed_spans(fixed))] if fixed else []
     with console.status(f"sampling with {sampler}…"):
         if sampler == "smc":
-            posterior = smc(target, particles=particles, seed=seed)
+            posterior = smc(target, particles=particles, proposal=proposal, seed=seed)
         elif sampler == "importance":
-            posterior = importance(target, n=particles, seed=seed)
+            posterior = importance(target, n=particles, proposal=proposal, seed=seed)
         else:
             posterior = rejection(target, n=particles, max_model_calls=max_model_calls, seed=seed)
     summary = {
@@ -394,6 +420,65 @@ def demo(
         sentiment.add_row(row.technique, row.strength, f"{row.reward:.3f}", f"{row.kl:.2f}")
     Console().print(sentiment)
     Console().print(f"report: {outcome.report.resolve()}  ({time.time() - started:.0f} s)")
+
+
+train_app = typer.Typer(
+    help="Fine-tune: each method writes a run directory with an adapter.", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
+
+
+TrainArgs = Annotated[
+    list[str] | None,
+    typer.Argument(help="CONFIG.toml and/or key=value overrides (e.g. data=demos.jsonl epochs=3)."),
+]
+ResumeFlag = Annotated[
+    bool, typer.Option("--resume", help="Continue the run in `out` from its last checkpoint.")
+]
+
+
+@train_app.command("sft")
+def train_sft_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+    """Supervised fine-tuning of a LoRA adapter on {"prompt","completion"} / {"messages"} / {"text"} JSONL."""
+    from steering.train import SFTConfig, train_sft
+
+    _train("SFT", SFTConfig, train_sft, args, resume)
+
+
+@train_app.command("dpo")
+def train_dpo_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+    """DPO (or loss=ipo) of a LoRA adapter on {"prompt","chosen","rejected"} or rankings JSONL; reference = the base."""
+    from steering.train import DPOConfig, train_dpo
+
+    _train("DPO", DPOConfig, train_dpo, args, resume)
+
+
+def _train(label: str, config_type: type, train: Any, args: list[str] | None, resume: bool) -> None:
+    from steering.train import TrainingInterrupted, read_config
+
+    items = list(args or [])
+    path = items.pop(0) if items and "=" not in items[0] else None
+    config = read_config(config_type, path, items)
+    with _progress() as bar:
+        task = bar.add_task(label, total=None)
+
+        def show(step: int, total: int, record: dict[str, Any]) -> None:
+            extra = f" eval {record['eval_loss']:.3f}" if "eval_loss" in record else ""
+            bar.update(
+                task, completed=step, total=total, description=f"{label} loss {record['loss']:.3f}{extra}"
+            )
+
+        try:
+            result = train(config, resume=resume, progress=show)
+        except TrainingInterrupted as stop:
+            console.print(str(stop))
+            raise SystemExit(130) from None
+    last: dict[str, Any] = next((r for r in reversed(result.metrics) if "loss" in r), {})
+    Console().print(
+        f"{result.stopped} after {result.steps} steps (last loss {last.get('loss', float('nan')):.3f}); "
+        f"adapter: {result.adapter}; metrics: {result.run / 'metrics.jsonl'}\n"
+        f'use it: steer generate --model {config.model} --adapter {result.adapter} -p "…"'
+    )
 
 
 def main() -> None:

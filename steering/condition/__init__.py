@@ -9,34 +9,41 @@ target exactly on tiny vocabularies, for the tests.
 from steering.condition.enumerate import Enumeration, enumerate_target
 from steering.condition.posterior import Posterior
 from steering.condition.potentials import (
+    FixedTokens,
     Potential,
     Predicate,
     Reward,
     classifier_at_least,
     contains,
     ends_with,
+    fixed_tokens,
     length_between,
     matches,
     starts_with,
 )
+from steering.condition.prompt_reward import PromptRewardPoint, prompt_as_reward
 from steering.condition.samplers import importance, rejection
 from steering.condition.smc import smc, systematic_resample
 from steering.condition.target import Target
 
 __all__ = [
     "Enumeration",
+    "FixedTokens",
     "Posterior",
     "Potential",
     "Predicate",
+    "PromptRewardPoint",
     "Reward",
     "Target",
     "classifier_at_least",
     "contains",
     "ends_with",
     "enumerate_target",
+    "fixed_tokens",
     "importance",
     "length_between",
     "matches",
+    "prompt_as_reward",
     "rejection",
     "smc",
     "starts_with",

@@ -79,7 +79,7 @@ def enumerate_target(target: Target) -> Enumeration:
         frontier = grown
     texts = [model.decode(list(tokens)) for tokens, _ in leaves]
     log_base = torch.tensor([value for _, value in leaves], dtype=torch.float64)
-    log_phi = target.log_potential(texts)
+    log_phi = target.log_potential(texts, [list(tokens) for tokens, _ in leaves])
     log_z = float(torch.logsumexp(log_base + log_phi, 0))
     if not math.isfinite(log_z):
         log_z = float("-inf")

@@ -84,7 +84,7 @@ def importance(
     )
     samples, extra = _close_with_eos(target, list(drawn))
     calls = sum(len(s.token_ids) for s in drawn) * (2 if _rescored(proposal) else 1) + extra
-    log_phi = target.log_potential([s.text for s in samples])
+    log_phi = target.log_potential([s.text for s in samples], [s.token_ids for s in samples])
     log_w = torch.tensor([s.log_weight for s in samples], dtype=torch.float64) + log_phi
     log_z = float(torch.logsumexp(log_w, 0) - math.log(n))
     name = f"importance(n={n}, proposal={'base' if not proposal else drawn.controls})"
@@ -129,7 +129,7 @@ def rejection(
         )
         round_index += 1
         calls += sum(len(s.token_ids) for s in batch)
-        log_phi = target.log_potential(batch.texts)
+        log_phi = target.log_potential(batch.texts, [s.token_ids for s in batch])
         for sample, value in zip(batch, log_phi.tolist(), strict=True):
             drawn += 1
             mass.append(value)

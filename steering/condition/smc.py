@@ -89,7 +89,8 @@ def smc(
         target: what to sample.
         particles: N, decoded together in one batch.
         ess_threshold: resample when ESS < ess_threshold · N (0 never resamples, 1 always does).
-        proposal: stateless logit controls (temperature, tweaks) defining q; the weights correct them.
+        proposal: logit controls defining q (temperature, tweaks, `ForceTokens`), stateless or able to
+            follow resampled rows (`select_rows`); the weights correct them.
         seed: same seed, same result.
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles <= 0:
@@ -97,8 +98,12 @@ def smc(
     if not 0.0 <= ess_threshold <= 1.0:
         raise InvalidArgument("ess_threshold must be in [0, 1]", received=ess_threshold, fix="use 0.5")
     context, logit_controls, model_controls = split_controls(proposal)
+    # Per-row state must follow the resampled rows: only controls that can re-index it (select_rows).
     stateful = [
-        c for c in logit_controls if any(hasattr(c, h) for h in ("consume", "is_complete", "observe_state"))
+        c
+        for c in logit_controls
+        if any(hasattr(c, h) for h in ("consume", "is_complete", "observe_state"))
+        and not callable(getattr(c, "select_rows", None))
     ]
     if context or model_controls or stateful:
         raise InvalidArgument(
@@ -253,7 +258,7 @@ def _candidate(
 
 def _posterior(target: Target, candidates: list[tuple[Sample, float]], calls: int, name: str) -> Posterior:
     samples = [s for s, _ in candidates]
-    log_phi = target.log_potential([s.text for s in samples])
+    log_phi = target.log_potential([s.text for s in samples], [s.token_ids for s in samples])
     log_w = torch.tensor([w for _, w in candidates], dtype=torch.float64) + log_phi
     log_z = float(torch.logsumexp(log_w, 0)) if len(samples) else float("-inf")
     return Posterior(samples, log_w, log_z, log_phi, calls, name)
@@ -273,7 +278,7 @@ def _plain_smc(target: Target, particles: int, threshold: float, controls: list[
                 continue  # finished earlier
             calls += 1
             log_w[i] += row.logp[-1] - row.logq[-1]
-            if row.stop_reason is None and not target.prefix_ok(model.decode(row.tokens)):
+            if row.stop_reason is None and not target.prefix_ok(model.decode(row.tokens), row.tokens):
                 log_w[i] = float("-inf")  # no completion of this prefix can satisfy the condition
                 row.stop_reason = "pruned"
         if not live:

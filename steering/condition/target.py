@@ -51,7 +51,8 @@ class Target:
         resolved: list[Potential] = []
         for index, potential in enumerate(self.potentials):
             if isinstance(potential, Potential):
-                resolved.append(potential)
+                bind = getattr(potential, "bind", None)
+                resolved.append(bind(self.model.tokenizer) if callable(bind) else potential)
             elif callable(potential):
                 name = getattr(potential, "__name__", f"reward {index}")
                 resolved.append(Reward(potential, self.beta, name))
@@ -70,17 +71,40 @@ class Target:
         """True when every potential is a hard predicate (the target is π conditioned on an event)."""
         return all(p.hard for p in self.resolved)
 
-    def log_potential(self, completions: Sequence[str]) -> torch.Tensor:
-        """(N,) Σ_k log φ_k(x) for each completion (float64; −inf where a hard potential fails)."""
+    def log_potential(
+        self, completions: Sequence[str], token_ids: Sequence[Sequence[int]] | None = None
+    ) -> torch.Tensor:
+        """(N,) Σ_k log φ_k(x) for each completion (float64; −inf where a hard potential fails).
+
+        `token_ids` (the generated ids, EOS included where sampled) are needed by potentials on ids.
+        """
         total = torch.zeros(len(completions), dtype=torch.float64)
         prompts = [self.prompt] * len(completions)
         for potential in self.resolved:
-            total += torch.tensor(potential.log_potential(prompts, completions), dtype=torch.float64)
+            on_ids = getattr(potential, "log_potential_ids", None)
+            if callable(on_ids):
+                if token_ids is None:
+                    raise InvalidArgument(
+                        f"{potential!r} needs the completions' token ids",
+                        received="texts only",
+                        fix="pass token_ids to Target.log_potential",
+                    )
+                values = on_ids(token_ids)
+            else:
+                values = potential.log_potential(prompts, completions)
+            total += torch.tensor(values, dtype=torch.float64)
         return total
 
-    def prefix_ok(self, prefix: str) -> bool:
+    def prefix_ok(self, prefix: str, token_ids: Sequence[int] | None = None) -> bool:
         """False when some hard potential already rules out every completion of `prefix`."""
-        return all(getattr(p, "prefix_ok", lambda _x: True)(prefix) for p in self.resolved)
+        for potential in self.resolved:
+            on_ids = getattr(potential, "prefix_ok_ids", None)
+            if callable(on_ids):
+                if token_ids is not None and not on_ids(token_ids):
+                    return False
+            elif not getattr(potential, "prefix_ok", lambda _x: True)(prefix):
+                return False
+        return True
 
     def describe(self) -> str:
         return " · ".join(repr(p) for p in self.resolved)

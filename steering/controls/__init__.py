@@ -24,7 +24,7 @@ from steering.controls.context import (
     template_from_name,
 )
 from steering.controls.grammar import Grammar, JsonSchema, Lark, Regex
-from steering.controls.pool import Choices, ForcedSpan
+from steering.controls.pool import Choices, ForcedSpan, ForceTokens
 from steering.controls.pplm import PPLM, PPLMStats
 from steering.controls.quote import QuoteFromSource, SuffixAutomaton, extract_quotes
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
@@ -42,6 +42,7 @@ __all__ = [
     "Control",
     "Demonstration",
     "FewShot",
+    "ForceTokens",
     "ForcedSpan",
     "Grammar",
     "Greedy",

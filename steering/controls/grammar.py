@@ -88,6 +88,7 @@ class _Rows(Protocol):
     def ended(self, row: int) -> bool: ...
     def fill(self, bitmask: torch.Tensor, rows: list[int]) -> None: ...
     def consume(self, row: int, token: int) -> None: ...
+    def restart(self, row: int) -> None: ...
     def can_only_stop(self, row: int) -> bool: ...
 
 
@@ -97,6 +98,10 @@ class _LLGuidanceRows:
 
         self.matchers = [LLMatcher(ll_tokenizer, grammar, log_level=0) for _ in range(batch_size)]
         self.vocab = int(ll_tokenizer.vocab_size)
+        self._new = lambda: LLMatcher(ll_tokenizer, grammar, log_level=0)
+
+    def restart(self, row: int) -> None:
+        self.matchers[row] = self._new()
 
     def ended(self, row: int) -> bool:
         return bool(self.matchers[row].is_error() or self.matchers[row].is_stopped())
@@ -122,6 +127,7 @@ class _XGrammarRows:
 
         self.matchers = [xgrammar.GrammarMatcher(compiled) for _ in range(batch_size)]
         self.failed = [False] * batch_size
+        self._new = lambda: xgrammar.GrammarMatcher(compiled)
         self.stop_tokens = list(self.matchers[0].stop_token_ids) if self.matchers else []
         self.scratch = xgrammar.allocate_token_bitmask(1, vocab)
         self.vocab = vocab
@@ -132,6 +138,9 @@ class _XGrammarRows:
     def fill(self, bitmask: torch.Tensor, rows: list[int]) -> None:
         for row in rows:
             self.matchers[row].fill_next_token_bitmask(bitmask, row)
+
+    def restart(self, row: int) -> None:
+        self.matchers[row], self.failed[row] = self._new(), False
 
     def consume(self, row: int, token: int) -> None:
         if not self.matchers[row].accept_token(token):
@@ -200,6 +209,12 @@ class Grammar:
                 self._validate(ll_tokenizer)
                 self._checked_for = id(tokenizer)
             self._rows = _LLGuidanceRows(ll_tokenizer, self.grammar, batch_size)
+
+    def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
+        """Called by the engine when a new prompt takes over batch row `row`: a fresh matcher."""
+        self._consumed[row] = 0
+        if self._rows is not None:
+            self._rows.restart(row)
 
     def _prepared_rows(self, rows: int, vocab: int) -> _Rows:
         if self._rows is None and self._tokenizer is not None and self.backend == "xgrammar":

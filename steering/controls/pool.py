@@ -182,3 +182,128 @@ class ForcedSpan:
             elif self._ends_with_trigger(generated[self._free_from[row] : position + 1]):
                 self._nodes[row] = self._trie
             self._consumed[row] += 1
+
+
+def resolve_positions(spans: Any, tokenizer: Any, *, what: str) -> dict[int, int]:
+    """{position: text or token ids} → {position: token id}, one entry per token.
+
+    Positions count generated tokens from 0. A text is tokenised as a continuation (no special tokens)
+    and its tokens fill consecutive positions from the one given.
+    """
+    if not isinstance(spans, dict) or not spans:
+        raise InvalidArgument(
+            f"{what} needs a non-empty mapping of positions to tokens",
+            received=repr(spans)[:80],
+            fix='use e.g. {4: " dragon"} (the 5th generated token onwards)',
+        )
+    resolved: dict[int, int] = {}
+    for position, value in spans.items():
+        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+            raise InvalidArgument(
+                f"{what}: positions are non-negative integers (0 = the first generated token)",
+                received=repr(position),
+                fix="use e.g. {4: ' dragon'}",
+            )
+        if isinstance(value, str):
+            if not value:
+                raise InvalidArgument(
+                    f"{what}: empty text at position {position}", received="''", fix="remove it"
+                )
+            ids = list(tokenizer(value, add_special_tokens=False)["input_ids"])
+        elif isinstance(value, int) and not isinstance(value, bool):
+            ids = [value]
+        elif isinstance(value, Sequence) and value and all(isinstance(v, int) for v in value):
+            ids = list(value)
+        else:
+            raise InvalidArgument(
+                f"{what}: position {position} needs text or token ids",
+                received=repr(value)[:80],
+                fix="use a string or a list of token ids",
+            )
+        for offset, token in enumerate(ids):
+            if position + offset in resolved:
+                raise InvalidArgument(
+                    f"{what}: two spans claim generated position {position + offset}",
+                    received=spans,
+                    fix="make the spans not overlap (a text may take several tokens)",
+                )
+            resolved[position + offset] = int(token)
+    return resolved
+
+
+@dataclass
+class ForceTokens:
+    """At given generated positions only the given token may be sampled (an infill proposal).
+
+    `positions` maps a generated position (0 = first new token) to a text or token ids; a text takes
+    as many consecutive positions as it has tokens. Before the last forced position EOS is masked too
+    (a text that ended there could not satisfy the condition). The kept mass at each step is in
+    log p_base − log q (at a forced position, log p(y_t | prefix)), so `Sample.log_weight` is the exact
+    importance weight of the sample under p(x | x_S = y_S).
+
+    With `strength=λ` the tokens are boosted instead of forced: log q gains λ on y_t at each fixed
+    position (EOS is not masked). That is the proposal for the soft target p(x)·exp(λ·Σ_{t∈S} δ(x_t, y_t))
+    (`fixed_tokens(spans, strength=λ)`, the seeds' "prompt as reward"), whose λ → ∞ limit is the force.
+    """
+
+    positions: dict[int, Any]
+    strength: float | None = None
+    _ids: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _lengths: list[int] = field(default_factory=list, init=False, repr=False)
+    _eos: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.strength is not None and (
+            not isinstance(self.strength, (int, float))
+            or isinstance(self.strength, bool)
+            or self.strength < 0
+        ):
+            raise InvalidArgument(
+                "ForceTokens strength must be a non-negative number (None forces the tokens)",
+                received=self.strength,
+                fix="use e.g. strength=4.0, or leave it out",
+            )
+
+    def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
+        self._ids = resolve_positions(self.positions, tokenizer, what="ForceTokens")
+        self._lengths = [0] * batch_size
+        eos = getattr(tokenizer, "eos_token_id", None)
+        self._eos = [eos] if isinstance(eos, int) else []
+
+    def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
+        self._lengths[row] = 0
+
+    def select_rows(self, indices: Sequence[int]) -> None:
+        """SMC resampled the batch: row j continues row indices[j]."""
+        self._lengths = [self._lengths[i] for i in indices]
+
+    def consume(self, generated: Sequence[int], *, row: int) -> None:
+        self._lengths[row] = len(generated)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if len(self._lengths) != scores.shape[0]:
+            raise InvalidArgument(
+                "ForceTokens was used before the engine prepared it",
+                received=f"{len(self._lengths)} rows tracked for {scores.shape[0]}",
+                fix="pass it to steering.generate or a conditioning sampler",
+            )
+        last = max(self._ids)
+        forced = [(row, self._ids[n]) for row, n in enumerate(self._lengths) if n in self._ids]
+        if self.strength is not None:
+            if not forced:
+                return scores
+            out = scores.clone()
+            for row, token in forced:
+                out[row, token] += self.strength
+            return out
+        early = [row for row, n in enumerate(self._lengths) if n < last and n not in self._ids]
+        if not forced and not (early and self._eos):
+            return scores
+        out = scores.clone()
+        for row, token in forced:
+            kept = out[row, token].clone()
+            out[row].fill_(NEG_INF)
+            out[row, token] = kept
+        if early and self._eos:
+            out[torch.tensor(early)[:, None], torch.tensor(self._eos)[None, :]] = NEG_INF
+        return out

@@ -67,7 +67,7 @@ class TopP:
         if self.p >= 1:
             return scores
         sorted_scores, order = scores.sort(dim=-1, descending=True)
-        probs = sorted_scores.log_softmax(-1).exp()
+        probs = sorted_scores.softmax(-1)  # not log_softmax().exp(): exp is slow on −inf
         # Mass strictly before each token; a token is kept while that mass is below p.
         before = probs.cumsum(-1) - probs
         drop_sorted = before >= self.p

@@ -57,6 +57,9 @@ class LogitBias:
             if isinstance(key, str) and not key.strip():
                 raise InvalidArgument("a biased word is empty", received=repr(key), fix="remove it")
 
+    def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
+        """No per-row state: a new prompt in a batch row needs nothing."""
+
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
         if self._tokenizer_id == id(tokenizer):
             return

@@ -23,6 +23,7 @@ Optional hooks a logit control may define (all duck-typed, see `steering.control
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ import torch
 
 from steering.controls.base import ContextControl, LogitControl, describe, split_controls
 from steering.decode.samples import Sample, Samples
-from steering.decode.sampling import row_seed, sample_inverse_cdf, step_kl
+from steering.decode.sampling import probabilities, row_seed, sample_inverse_cdf, step_kl
+from steering.decode.splice import can_splice, splice
 from steering.decode.stops import find_stop, search_start
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
@@ -73,6 +75,7 @@ class _Row:
     kl_steps: list[float]
     text: str = ""
     stop_reason: str | None = None
+    budget: int = 0  # max new tokens of this row (when the decoder is budgeted)
 
 
 def generate(
@@ -81,7 +84,7 @@ def generate(
     *,
     controls: Sequence[object] = (),
     n: int = 1,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | Sequence[int] = 64,
     stop: Sequence[str] = (),
     seed: int = 0,
     batch_size: int = 8,
@@ -95,12 +98,12 @@ def generate(
         prompts: one prompt or a list; each must be non-empty.
         controls: context and logit controls, applied in order (see `steering.controls`).
         n: samples per prompt.
-        max_new_tokens: generation budget per sample.
+        max_new_tokens: generation budget per sample; a list gives each prompt its own.
         stop: stop sequences (matched on decoded text, across token boundaries, trimmed from the
             text); context controls may add their own (the QA wrapper stops at "\\nQ:").
         seed: same seed, same samples.
         batch_size: rows decoded together.
-        progress: called with the number of token slots advanced (total = rows × max_new_tokens).
+        progress: called with the number of token slots advanced (total = Σ over rows of the budget).
         score_base: when a context or model control changed the forward pass, `logp_base` needs one
             teacher-forced pass of the plain model on the raw prompt after generation (about 20% extra
             at batch 8 on a CPU). False skips it for throughput-only use: `logp_base` is then NaN and so
@@ -110,21 +113,32 @@ def generate(
         `Samples`, prompt-major (prompt 0's n samples first).
     """
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
-    _validate(prompt_list, n=n, max_new_tokens=max_new_tokens, batch_size=batch_size, stop=stop)
+    budgets = _budgets(max_new_tokens, len(prompt_list))
+    _validate(prompt_list, n=n, max_new_tokens=max(budgets, default=1), batch_size=batch_size, stop=stop)
     context_controls, logit_controls, model_controls = split_controls(controls)
     stops = tuple(dict.fromkeys([*stop, *(s for c in context_controls for s in c.stop)]))
     contexts = [_render(p, context_controls, model) for p in prompt_list]
     context_ids = [model.encode(c) for c in contexts]
     for index, ids in enumerate(context_ids):
-        if len(ids) + max_new_tokens > model.context_length:
+        if len(ids) + budgets[index] > model.context_length:
             raise InvalidArgument(
-                f"prompt {index} is too long: {len(ids)} tokens plus max_new_tokens={max_new_tokens} "
+                f"prompt {index} is too long: {len(ids)} tokens plus max_new_tokens={budgets[index]} "
                 f"exceed the model's context window of {model.context_length}",
                 received=prompt_list[index][:80],
                 fix="shorten the prompt or lower max_new_tokens",
             )
     rows = [
-        _Row(j, k, context_ids[j], torch.Generator().manual_seed(row_seed(seed, j, k)), [], [], [], [])
+        _Row(
+            j,
+            k,
+            context_ids[j],
+            torch.Generator().manual_seed(row_seed(seed, j, k)),
+            [],
+            [],
+            [],
+            [],
+            budget=budgets[j],
+        )
         for j in range(len(prompt_list))
         for k in range(n)
     ]
@@ -133,9 +147,7 @@ def generate(
     with ExitStack() as stack:
         for control in model_controls:
             stack.enter_context(control.attached(model))
-        for start in range(0, len(order), batch_size):
-            batch = [rows[i] for i in order[start : start + batch_size]]
-            _decode_batch(model, batch, logit_controls, max_new_tokens, stops, progress)
+        _decode_rows(model, [rows[i] for i in order], logit_controls, stops, batch_size, progress)
     # The forward pass saw a changed input or a changed model: rescore with the plain model on the raw prompt.
     rescored = bool(context_controls) or bool(model_controls)
     if rescored and score_base:
@@ -159,6 +171,32 @@ def generate(
             )
         )
     return Samples(items=items, model_name=model.name, controls=[describe(c) for c in controls])
+
+
+def _budgets(max_new_tokens: int | Sequence[int], prompts: int) -> list[int]:
+    """One budget per prompt from an int or a list (checked)."""
+    if isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool):
+        budgets = [max_new_tokens] * prompts
+    elif isinstance(max_new_tokens, Sequence) and not isinstance(max_new_tokens, str):
+        budgets = list(max_new_tokens)
+        if len(budgets) != prompts:
+            raise InvalidArgument(
+                f"max_new_tokens has {len(budgets)} budgets for {prompts} prompts",
+                received=budgets[:8],
+                fix="give one budget per prompt, or a single integer",
+            )
+    else:
+        raise InvalidArgument(
+            "max_new_tokens must be a positive integer or a list of them",
+            received=max_new_tokens,
+            fix="use e.g. max_new_tokens=64",
+        )
+    for value in budgets:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise InvalidArgument(
+                "max_new_tokens must be a positive integer", received=value, fix="use e.g. max_new_tokens=64"
+            )
+    return budgets
 
 
 def _validate(
@@ -202,26 +240,51 @@ def _render(prompt: str, controls: list[ContextControl], model: LanguageModel) -
 
 
 @torch.no_grad()
-def _decode_batch(
+def _decode_rows(
     model: LanguageModel,
     rows: list[_Row],
     controls: list[LogitControl],
-    max_new_tokens: int,
     stops: tuple[str, ...],
+    batch_size: int,
     progress: Progress | None,
 ) -> None:
-    decoder = BatchDecoder(model, rows, controls, stops)
-    done = 0
-    while done < max_new_tokens:
-        done += 1
-        live = decoder.step(last=done == max_new_tokens)
-        if progress is not None:
-            progress(len(rows))
-        if not live:
-            break
-    if progress is not None and done < max_new_tokens:
-        progress(len(rows) * (max_new_tokens - done))
-    decoder.finish()
+    """Decode every row, `batch_size` at a time, refilling a slot as soon as its row ends.
+
+    With refilling (continuous batching) a short row does not hold its slot idle until the longest
+    row of its batch ends. It needs a cache layout `splice` understands and controls that can restart
+    one row (`restart_row`, or no per-row hooks at all); otherwise batches are decoded one after the
+    other, each until its last row ends.
+    """
+    waiting = deque(rows)
+    while waiting:
+        first = [waiting.popleft() for _ in range(min(batch_size, len(waiting)))]
+        decoder = BatchDecoder(model, first, controls, stops, budgeted=True)
+        refill = decoder.can_refill
+        while True:
+            before = [len(r.tokens) for r in decoder.rows]
+            decoder.sample()
+            if progress is not None:
+                progress(_slots_advanced(decoder.rows, before))
+            idle = [i for i, r in enumerate(decoder.rows) if r.stop_reason is not None]
+            if decoder.live:
+                decoder.advance()
+            if refill and idle and (waiting or decoder.ready):
+                decoder.refill(idle, waiting)
+            elif not decoder.live:
+                break
+        decoder.finish()
+
+
+def _slots_advanced(rows: list[_Row], before: list[int]) -> int:
+    """Token slots a step used up: one per sampled token, plus the unused budget of rows that ended."""
+    advanced = 0
+    for row, length in zip(rows, before, strict=True):
+        if len(row.tokens) > length:
+            advanced += 1 + (row.budget - len(row.tokens) if row.stop_reason is not None else 0)
+    return advanced
+
+
+_ROW_HOOKS = ("start", "observe_state", "consume", "is_complete", "accepts")
 
 
 class BatchDecoder:
@@ -229,52 +292,88 @@ class BatchDecoder:
 
     `select(indices)` re-forms the batch from existing rows (SMC resampling: rows, cache and pending
     logits follow the indices; duplicated rows get fresh generators so that they diverge).
+    `refill(slots, rows)` puts new rows into the slots of rows that have ended (continuous batching).
+    With `budgeted`, a row that reaches its `budget` ends there ("length"); without, the caller counts.
     """
 
     def __init__(
-        self, model: LanguageModel, rows: list[_Row], controls: list[LogitControl], stops: tuple[str, ...]
+        self,
+        model: LanguageModel,
+        rows: list[_Row],
+        controls: list[LogitControl],
+        stops: tuple[str, ...],
+        *,
+        budgeted: bool = False,
     ) -> None:
         self.model, self.rows, self.controls, self.stops = model, rows, controls, stops
+        self.budgeted = budgeted
+        prefill = self._prefill(rows)
+        for control in controls:
+            start = getattr(control, "start", None)
+            if callable(start):
+                start(tokenizer=model.tokenizer, prompt_width=prefill["width"], batch_size=len(rows))
+        self.finishers: list[Any] = [c for c in controls if callable(getattr(c, "is_complete", None))]
+        self.consumers: list[Any] = [c for c in controls if callable(getattr(c, "consume", None))]
+        self.judges: list[Any] = [c for c in controls if callable(getattr(c, "accepts", None))]
+        self.observers: list[Any] = [c for c in controls if callable(getattr(c, "observe_state", None))]
+        self.sequences, self.mask = prefill["sequences"], prefill["mask"]
+        self.cache, self.logits = prefill["cache"], prefill["logits"]
+        self.next_position = prefill["next_position"]
+        self.last_tokens = self.sequences[:, -1:]
+        self.eos = torch.tensor(model.eos_token_ids, device=model.device)
+        self._sampled: list[int] = []  # the tokens of the last `sample()`, fed by `advance()`
+        self._ready: list[tuple[int, _Row]] = []  # prefilled rows waiting for a slot: (index in prefill, row)
+        self._ready_prefill: dict[str, Any] = {}
+
+    def _prefill(self, rows: list[_Row]) -> dict[str, Any]:
+        """One forward over the left-padded contexts of `rows`: their cache and first logits."""
+        model = self.model
         width = max(len(r.context_ids) for r in rows)
         ids = torch.full((len(rows), width), model.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, width - len(row.context_ids) :] = torch.tensor(row.context_ids)
             mask[i, width - len(row.context_ids) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        for control in controls:
-            start = getattr(control, "start", None)
-            if callable(start):
-                start(tokenizer=model.tokenizer, prompt_width=width, batch_size=len(rows))
-        self.finishers: list[Any] = [c for c in controls if callable(getattr(c, "is_complete", None))]
-        self.consumers: list[Any] = [c for c in controls if callable(getattr(c, "consume", None))]
-        self.judges: list[Any] = [c for c in controls if callable(getattr(c, "accepts", None))]
-        self.observers: list[Any] = [c for c in controls if callable(getattr(c, "observe_state", None))]
-        device = model.device
-        self.sequences = ids.to(device)
-        self.mask = mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0).to(model.device)
+        ids, mask = ids.to(model.device), mask.to(model.device)
         out = model.module(
-            input_ids=self.sequences,
-            attention_mask=self.mask,
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
         )
-        self.cache = out.past_key_values
-        self.logits = out.logits[:, -1, :]
-        self.next_position = positions[:, -1:].to(device) + 1
-        self.last_tokens = self.sequences[:, -1:]
-        self.eos = torch.tensor(model.eos_token_ids, device=device)
+        return {
+            "width": width,
+            "sequences": ids,
+            "mask": mask,
+            "cache": out.past_key_values,
+            "logits": out.logits[:, -1, :],
+            "next_position": positions[:, -1:] + 1,
+        }
 
     @property
     def live(self) -> bool:
         return any(r.stop_reason is None for r in self.rows)
+
+    @property
+    def can_refill(self) -> bool:
+        """Whether `refill` works here: a cache `splice` understands and controls that restart a row."""
+        controls_ok = all(
+            callable(getattr(c, "restart_row", None)) or not any(hasattr(c, h) for h in _ROW_HOOKS)
+            for c in self.controls
+        )
+        return controls_ok and can_splice(self.cache)
 
     def step(self, *, last: bool = False) -> bool:
         """Sample one token for every live row; run the forward for the next one unless `last`.
 
         Returns whether any row is still live (and a forward was run for it).
         """
+        self.sample()
+        if last or not self.live:
+            return False
+        self.advance()
+        return True
+
+    def sample(self) -> None:
+        """Draw the next token of every live row from the pending logits and record it."""
         model, rows = self.model, self.rows
         if self.observers:
             state = DecodeState(
@@ -287,12 +386,12 @@ class BatchDecoder:
         picked_q = logq_picked.tolist()
         picked_p = logp_base.gather(-1, tokens[:, None]).squeeze(-1).tolist()
         is_eos = torch.isin(tokens, self.eos).tolist()
-        token_list = tokens.tolist()
+        self._sampled = tokens.tolist()
         kl_list = kl.tolist()
         for i, row in enumerate(rows):
             if row.stop_reason is not None:
                 continue
-            row.tokens.append(token_list[i])
+            row.tokens.append(self._sampled[i])
             row.logq.append(picked_q[i])
             row.logp.append(picked_p[i])
             row.kl_steps.append(kl_list[i])
@@ -306,12 +405,17 @@ class BatchDecoder:
                 row.stop_reason = "stop"
             if row.stop_reason is not None and not all(c.accepts(row.tokens, row=i) for c in self.judges):
                 row.stop_reason = "unfinished"
-        if last or not self.live:
-            return False
+            if self.budgeted and row.stop_reason is None and len(row.tokens) == row.budget:
+                self._close(i)
+                row.stop_reason = row.stop_reason or "length"
+
+    def advance(self) -> None:
+        """Run the forward pass on the tokens just sampled (ended rows are fed padding)."""
+        model = self.model
         feed = torch.tensor(
             [
                 t if r.stop_reason is None else model.pad_token_id
-                for t, r in zip(token_list, rows, strict=True)
+                for t, r in zip(self._sampled, self.rows, strict=True)
             ],
             device=model.device,
         )[:, None]
@@ -329,12 +433,61 @@ class BatchDecoder:
         self.logits = out.logits[:, -1, :]
         self.next_position = self.next_position + 1
         self.last_tokens = feed
-        return True
+
+    def refill(self, slots: list[int], waiting: deque[_Row]) -> list[_Row]:
+        """Put waiting rows into the ended rows' `slots`; returns the rows placed.
+
+        Waiting rows are prefilled a batch at a time, ahead of need (the rest wait, prefilled, for the
+        next slots to free up): one forward per batch of new rows instead of one per refill.
+        """
+        placed: list[_Row] = []
+        slots = list(slots)
+        while slots and (self._ready or waiting):
+            if not self._ready:
+                group = [waiting.popleft() for _ in range(min(len(self.rows), len(waiting)))]
+                self._ready_prefill = self._prefill(group)
+                self._ready = list(enumerate(group))
+            count = min(len(slots), len(self._ready))
+            here, slots = slots[:count], slots[count:]
+            taken, self._ready = self._ready[:count], self._ready[count:]
+            self._splice(here, [j for j, _ in taken], [row for _, row in taken])
+            placed.extend(row for _, row in taken)
+        return placed
+
+    @property
+    def ready(self) -> int:
+        """Rows prefilled and waiting for a slot."""
+        return len(self._ready)
+
+    def _splice(self, slots: list[int], take: list[int], rows: list[_Row]) -> None:
+        prefill = self._ready_prefill
+        index = torch.tensor(slots, device=self.model.device)
+        picked = torch.tensor(take, device=self.model.device)
+        grids = {"sequences": self.sequences, "mask": self.mask}
+        new_grids = {"sequences": prefill["sequences"], "mask": prefill["mask"]}
+        pads = {"sequences": self.model.pad_token_id, "mask": 0}
+        merged = splice(self.cache, grids, slots, prefill["cache"], new_grids, take, pads)
+        self.sequences, self.mask = merged["sequences"], merged["mask"]
+        self.logits = self.logits.clone()
+        self.logits[index] = prefill["logits"][picked].to(self.logits.dtype)
+        self.next_position = self.next_position.clone()
+        self.next_position[index] = prefill["next_position"][picked]
+        self.last_tokens = self.sequences[:, -1:]
+        for slot, row in zip(slots, rows, strict=True):
+            self.rows[slot] = row
+            for control in self.controls:
+                restart = getattr(control, "restart_row", None)
+                if callable(restart):
+                    restart(slot, prompt_ids=row.context_ids)
 
     def select(self, indices: list[int], generators: list[torch.Generator]) -> None:
         """Re-form the batch: row j becomes a copy of row indices[j], drawing from generators[j]."""
         index = torch.tensor(indices, device=self.model.device)
         self.cache.reorder_cache(index)
+        for control in self.controls:
+            select_rows = getattr(control, "select_rows", None)
+            if callable(select_rows):
+                select_rows(indices)
         self.logits = self.logits[index]
         self.sequences = self.sequences[index]
         self.mask = self.mask[index]
@@ -352,6 +505,7 @@ class BatchDecoder:
                 list(r.kl_steps),
                 r.text,
                 r.stop_reason,
+                r.budget,
             )
             for r, generator in ((self.rows[i], g) for i, g in zip(indices, generators, strict=True))
         ]
@@ -360,12 +514,14 @@ class BatchDecoder:
         """Decode the text of rows that ran out of budget; mark unfinished constraints."""
         for i, row in enumerate(self.rows):
             if row.stop_reason is None:
-                row.text = self.model.decode(row.tokens)
-                # A constraint that did not finish within the budget: never a valid sample.
-                unfinished = bool(self.finishers) or not all(
-                    c.accepts(row.tokens, row=i) for c in self.judges
-                )
-                row.stop_reason = "unfinished" if unfinished else None
+                self._close(i)
+
+    def _close(self, i: int) -> None:
+        """A row that ran out of budget: its text, and "unfinished" if a constraint had not finished."""
+        row = self.rows[i]
+        row.text = self.model.decode(row.tokens)
+        unfinished = bool(self.finishers) or not all(c.accepts(row.tokens, row=i) for c in self.judges)
+        row.stop_reason = "unfinished" if unfinished else None
 
 
 def _draw(
@@ -383,9 +539,10 @@ def _draw(
         kl = -logp_base.gather(-1, tokens[:, None]).squeeze(-1)
         return tokens, picked, kl
     logq = scores.log_softmax(-1) if controls else logp_base
+    probs = probabilities(scores)
     uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(logq.device)
-    tokens = sample_inverse_cdf(logq, uniforms)
-    kl = step_kl(logq, logp_base) if controls else torch.zeros(len(rows), device=logq.device)
+    tokens = sample_inverse_cdf(logq, uniforms, probs=probs)
+    kl = step_kl(logq, logp_base, probs=probs) if controls else torch.zeros(len(rows), device=logq.device)
     return tokens, logq.gather(-1, tokens[:, None]).squeeze(-1), kl
 
 

@@ -72,6 +72,50 @@ def bar_chart_svg(groups: Sequence[str], series: Mapping[str, Sequence[float]], 
     return "".join(parts)
 
 
+def line_chart_svg(
+    x_labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str, y_label: str
+) -> str:
+    """Lines over evenly spaced x positions (labelled), values in [0, 1]; None leaves a gap."""
+    width, height, left, bottom, top = 720, 300, 56, 70, 30
+    plot_w, plot_h = width - left - 20, height - bottom - top
+    step = plot_w / max(len(x_labels) - 1, 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
+        f'<text x="14" y="{top + plot_h / 2}" font-size="11" transform="rotate(-90 14 {top + plot_h / 2})" '
+        f'text-anchor="middle">{html.escape(y_label)}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1 - tick)
+        parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y}" y2="{y}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" font-size="10">{tick:.2f}</text>')
+    for i, label in enumerate(x_labels):
+        parts.append(
+            f'<text x="{left + i * step:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+            f'font-size="11">{html.escape(label)}</text>'
+        )
+    for s, (name, values) in enumerate(series.items()):
+        colour = _COLOURS[s % len(_COLOURS)]
+        points = [
+            (left + i * step, top + plot_h * (1 - max(0.0, min(1.0, float(v)))), float(v))
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for x, y, v in points:
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">'
+                f"<title>{html.escape(name)}: {v:.3f}</title></circle>"
+            )
+        parts.append(f'<rect x="{left + s * 260}" y="{height - 22}" width="12" height="12" fill="{colour}"/>')
+        parts.append(
+            f'<text x="{left + s * 260 + 16}" y="{height - 12}" font-size="11">{html.escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def examples_html(prompts: Sequence[str], columns: Mapping[str, Sequence[str]]) -> str:
     """One row per prompt, one column per technique, texts shown verbatim (whitespace kept)."""
     head = "<th>prompt</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)

@@ -1,0 +1,104 @@
+"""Pure functions of training: schedules, token losses, preference losses, advantages, KL estimators.
+
+Each is a few lines of tensor arithmetic, tested against numbers computed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100  # label of a token that is not trained on (prompt, padding)
+
+
+def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.0) -> float:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) log p(label_t | x_<t) in float32 for next-token labels (0 where the label is IGNORE).
+
+    `logits[:, t]` predicts `labels[:, t + 1]`: the usual causal shift is done here.
+    """
+    shifted = labels[:, 1:]
+    logp = logits[:, :-1].float().log_softmax(-1)
+    picked = logp.gather(-1, shifted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(shifted == IGNORE, 0.0)
+
+
+def completion_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(summed negative log-likelihood of the labelled tokens, their count): SFT's loss before averaging."""
+    return -token_logprobs(logits, labels).sum(), int((labels[:, 1:] != IGNORE).sum())
+
+
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) Σ_t log p(completion tokens): the log-probability of each row's labelled span."""
+    return token_logprobs(logits, labels).sum(-1)
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Mean −log σ(r_chosen − r_rejected): pairwise reward-model loss."""
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def plackett_luce_loss(scores: torch.Tensor) -> torch.Tensor:
+    """−log P(ranking) for scores ordered best first: Σ_i [logsumexp(s_i..s_n) − s_i] (one ranking, (n,))."""
+    tail = torch.logcumsumexp(scores.flip(0), 0).flip(0)
+    return (tail - scores)[:-1].sum()
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    *,
+    beta: float,
+    kind: str = "dpo",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO (−log σ(β·h)) or IPO ((h − 1/(2β))²) on sequence log-probabilities; returns (loss, margins h).
+
+    h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)).
+    """
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    if kind == "dpo":
+        loss = -F.logsigmoid(beta * margin).mean()
+    elif kind == "ipo":
+        loss = ((margin - 1.0 / (2.0 * beta)) ** 2).mean()
+    else:
+        raise ValueError(f"unknown preference loss {kind!r}")
+    return loss, margin.detach()
+
+
+def group_advantages(rewards: torch.Tensor, *, normalise: bool = False) -> torch.Tensor:
+    """Leave-one-out baseline per group (RLOO): A_i = r_i − mean_{j≠i} r_j; rows of (groups, k).
+
+    With `normalise`, divide by the group's standard deviation (GRPO's choice).
+    """
+    k = rewards.shape[-1]
+    if k < 2:
+        raise ValueError("group baselines need at least 2 samples per prompt")
+    baseline = (rewards.sum(-1, keepdim=True) - rewards) / (k - 1)
+    advantages = rewards - baseline
+    if normalise:
+        advantages = advantages / (rewards.std(-1, keepdim=True) + 1e-6)
+    return advantages
+
+
+def kl_k1(logq: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """k1 = log q − log p per sampled token (unbiased for KL(q‖p) under q, can be negative)."""
+    return logq - logp
+
+
+def kl_k3(logq: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """k3 = (r − 1) − log r with r = p/q per sampled token (unbiased, non-negative, lower variance)."""
+    log_ratio = logp - logq
+    return torch.expm1(log_ratio) - log_ratio

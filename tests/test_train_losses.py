@@ -1,0 +1,81 @@
+"""Training's pure functions against numbers computed by hand."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from steering.train.losses import (
+    IGNORE,
+    bradley_terry_loss,
+    completion_nll,
+    dpo_loss,
+    group_advantages,
+    kl_k1,
+    kl_k3,
+    plackett_luce_loss,
+    token_logprobs,
+    warmup_cosine,
+)
+
+
+def test_warmup_then_cosine():
+    values = [warmup_cosine(s, warmup=4, total=12) for s in range(13)]
+    assert values[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert values[4] == pytest.approx(1.0)
+    assert values[8] == pytest.approx(0.5)  # half-way through the decay: (1 + cos(π/2)) / 2
+    assert values[12] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in itertools.pairwise(values[4:]))
+
+
+def test_token_logprobs_shift_and_ignore():
+    # Vocabulary of 3; logits chosen so that log-probs are easy: row t predicts label t+1.
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [math.log(2), 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[IGNORE, 0, 2]])
+    picked = token_logprobs(logits, labels)
+    assert picked[0, 0] == pytest.approx(math.log(1 / 3))  # logits[0] → label 0
+    assert picked[0, 1] == pytest.approx(math.log(1 / 4))  # logits[1] = (log 2, 0, 0) → label 2: 1/4
+    nll, count = completion_nll(logits, labels)
+    assert count == 2 and float(nll) == pytest.approx(-(math.log(1 / 3) + math.log(1 / 4)))
+    assert token_logprobs(logits, torch.tensor([[0, IGNORE, IGNORE]])).abs().sum() == 0
+
+
+def test_bradley_terry_and_plackett_luce():
+    loss = bradley_terry_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0]))
+    expected = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
+    assert float(loss) == pytest.approx(expected)
+    # P(a > b > c) = e^a/(e^a+e^b+e^c) · e^b/(e^b+e^c)
+    a, b, c = 1.0, 0.5, -1.0
+    p = math.exp(a) / (math.exp(a) + math.exp(b) + math.exp(c)) * math.exp(b) / (math.exp(b) + math.exp(c))
+    assert float(plackett_luce_loss(torch.tensor([a, b, c]))) == pytest.approx(-math.log(p))
+    # With two items Plackett–Luce is Bradley–Terry.
+    assert float(plackett_luce_loss(torch.tensor([2.0, 0.0]))) == pytest.approx(math.log(1 + math.exp(-2.0)))
+
+
+def test_dpo_and_ipo_by_hand():
+    pc, pr, rc, rr = torch.tensor([-3.0]), torch.tensor([-5.0]), torch.tensor([-4.0]), torch.tensor([-4.5])
+    # h = (−3 + 4) − (−5 + 4.5) = 1.5
+    loss, margin = dpo_loss(pc, pr, rc, rr, beta=0.1)
+    assert float(margin) == pytest.approx(1.5)
+    assert float(loss) == pytest.approx(math.log(1 + math.exp(-0.15)))
+    ipo, _ = dpo_loss(pc, pr, rc, rr, beta=0.25, kind="ipo")
+    assert float(ipo) == pytest.approx((1.5 - 2.0) ** 2)
+    with pytest.raises(ValueError):
+        dpo_loss(pc, pr, rc, rr, beta=0.1, kind="kto")
+
+
+def test_group_advantages_and_kl_estimators():
+    rewards = torch.tensor([[1.0, 2.0, 6.0]])
+    assert group_advantages(rewards).tolist() == [[1 - 4.0, 2 - 3.5, 6 - 1.5]]
+    normalised = group_advantages(rewards, normalise=True)
+    assert float(normalised[0, 2]) == pytest.approx(4.5 / float(rewards.std()), rel=1e-5)
+    with pytest.raises(ValueError):
+        group_advantages(torch.tensor([[1.0]]))
+    logq, logp = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0])
+    assert kl_k1(logq, logp).tolist() == pytest.approx([0.5, -1.0])
+    r = torch.exp(logp - logq)
+    assert kl_k3(logq, logp).tolist() == pytest.approx(((r - 1) - torch.log(r)).tolist())
+    assert bool((kl_k3(logq, logp) >= 0).all())
