@@ -199,7 +199,10 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=8)
     parser.add_argument("--suffix-tokens", type=int, default=32, help="max_new_tokens of the suffix task")
     parser.add_argument("--infill-tokens", type=int, default=16, help="max_new_tokens of the infill task")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--llamppl-seeds", type=int, default=5, help="runs of each llamppl model (≈1 min each)"
+    )
     parser.add_argument("--no-llamppl", action="store_true")
     parser.add_argument("--write", type=Path, help="update this markdown file's conditioning section")
     parser.add_argument(
@@ -219,8 +222,9 @@ def main() -> None:
     if not args.no_llamppl:
         del model  # llamppl loads its own copy
         for kind in ("filter", "lookahead"):
-            llamppl.append(_llamppl(kind, args.particles, args.suffix_tokens, 0))
-            print(llamppl[-1], flush=True)
+            for seed in range(args.llamppl_seeds):
+                llamppl.append(_llamppl(kind, args.particles, args.suffix_tokens, seed))
+                print(llamppl[-1], flush=True)
     saved = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": machine(),
@@ -315,7 +319,7 @@ def write_markdown(path: Path, saved: dict[str, Any]) -> None:
         f"transformers {m['transformers']}. Prompt {PROMPT!r}, base model at temperature 1. One run "
         f"({saved['wall_s'] / 60:.1f} min; load average {saved['load_average'][0]:.1f} before, "
         f"{saved['load_average'][1]:.1f} after). {args['particles']} particles for SMC and llamppl; "
-        f"{args['seeds']} seeds for steering's samplers, 1 for llamppl (a run costs minutes). A model call = "
+        f"{args['seeds']} seeds for steering's samplers, {args.get('llamppl_seeds', 1)} for each llamppl model; medians over seeds. A model call = "
         "one next-token distribution (see the script's docstring); satisfying samples = the ESS of the "
         "weighted samples that satisfy the condition (rejection: the accepted count).",
         "",

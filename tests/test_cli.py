@@ -258,6 +258,10 @@ def test_train_sft_then_generate_with_the_adapter(tmp_path):
     assert generated.returncode == 0, generated.stderr
     record = json.loads(generated.stdout.splitlines()[0])
     assert record["kl"] > 0 and len(record["logp_base"]) == len(record["tokens"])
+    shown = steer("report", str(out))
+    assert shown.returncode == 0, shown.stderr
+    page = (out / "report.html").read_text()
+    assert "<svg" in page and "learning rate" in page and "lora_rank" in page
     bad = steer(
         "train", "sft", f"data={data}", "model=tiny-random", "learning_rate=-1", f"out={tmp_path / 'x'}"
     )

@@ -79,3 +79,21 @@ def test_group_advantages_and_kl_estimators():
     r = torch.exp(logp - logq)
     assert kl_k3(logq, logp).tolist() == pytest.approx(((r - 1) - torch.log(r)).tolist())
     assert bool((kl_k3(logq, logp) >= 0).all())
+
+
+def test_head_only_where_labels_follow_equals_the_full_logits(tiny):
+    from steering.train.sft import Encoded, batch_rows, labelled_logprobs
+
+    rows = [
+        Encoded([2, 10, 11, 12, 13, 14], [IGNORE, IGNORE, IGNORE, 12, 13, 14]),
+        Encoded([2, 20, 21, 22], [IGNORE, IGNORE, 21, 22]),
+    ]
+    batch = batch_rows(rows, tiny.pad_token_id)
+    full = token_logprobs(
+        tiny.module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+        batch["labels"],
+    )
+    kept = labelled_logprobs(tiny, batch)
+    assert kept.shape[1] < full.shape[1]  # the prompt-only positions were skipped
+    assert torch.allclose(kept.sum(-1), full.sum(-1), atol=1e-5)
+    assert torch.count_nonzero(kept) == torch.count_nonzero(full) == 5

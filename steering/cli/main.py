@@ -453,6 +453,35 @@ def train_dpo_command(args: TrainArgs = None, resume: ResumeFlag = False) -> Non
     _train("DPO", DPOConfig, train_dpo, args, resume)
 
 
+@train_app.command("reward-model")
+def train_reward_model_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+    """A reward model (LoRA + scalar head) from preferences (Bradley–Terry), rankings (Plackett–Luce) or ratings."""
+    from steering.train import RewardModelConfig, train_reward_model
+
+    _train("reward model", RewardModelConfig, train_reward_model, args, resume)
+
+
+@train_app.command("rl")
+def train_rl_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+    """KL-regularised RL of a LoRA adapter: data = {"prompt"} JSONL, reward = vader | reward-model:DIR | module:function."""
+    from steering.train import RLConfig, train_rl
+
+    _train("RL", RLConfig, train_rl, args, resume)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `steer train …`.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the HTML (default RUN/report.html).")
+    ] = None,
+) -> None:
+    """Training curves (loss, reward, KL, learning rate, tokens/s) of a run as one HTML page."""
+    from steering.train.report import run_report
+
+    Console().print(f"wrote {run_report(run, out)}")
+
+
 def _train(label: str, config_type: type, train: Any, args: list[str] | None, resume: bool) -> None:
     from steering.train import TrainingInterrupted, read_config
 
@@ -464,6 +493,8 @@ def _train(label: str, config_type: type, train: Any, args: list[str] | None, re
 
         def show(step: int, total: int, record: dict[str, Any]) -> None:
             extra = f" eval {record['eval_loss']:.3f}" if "eval_loss" in record else ""
+            if "reward" in record:
+                extra += f" reward {record['reward']:.3f} KL {record['kl']:.3f}"
             bar.update(
                 task, completed=step, total=total, description=f"{label} loss {record['loss']:.3f}{extra}"
             )

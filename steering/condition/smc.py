@@ -16,7 +16,7 @@ the weight keeps the mass 1 − π(EOS | y)), so no completion is counted twice.
 to completions whose last tokens are S's canonical tokenisation (other spellings of the same text are
 not proposed); other potentials are applied to each candidate's text. We chose this over
 generate-then-filter because the suffix has probability ~0 at any fixed position under the base model,
-and over a learned twist because the lookahead is exact and costs one batched pass of |S| + 1 tokens.
+and over a learned twist because the lookahead is exact and costs one batched pass of |S| tokens.
 
 **Other targets**: particles grow from q until EOS or the length limit; a hard potential that can judge
 prefixes kills a particle as soon as its prefix fails; the full potential weights the finished ones.
@@ -215,7 +215,7 @@ def _suffix_smc(
     calls, resamplings = 0, 0
     for step in range(budget - len(suffix_ids) + 1):
         closing = _lookahead(decoder, [*suffix_ids, eos])  # log π(S_1, …, S_k, EOS | y) per token
-        calls += particles * (len(suffix_ids) + 1)
+        calls += particles * len(suffix_ids)  # S runs through the model; π(S_1 | y) is already pending
         with_eos = step + len(suffix_ids) + 1 <= budget  # else y + S fills the budget: no EOS after it
         tail = [*suffix_ids, eos] if with_eos else list(suffix_ids)
         psi = closing[:, : len(tail)].sum(1)

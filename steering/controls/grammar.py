@@ -169,6 +169,8 @@ class Grammar:
     `grammar` is the text the backend compiles (llguidance's grammar JSON, or xgrammar's EBNF).
     """
 
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+
     grammar: str
     kind: str
     source: str

@@ -34,6 +34,8 @@ class Choices:
     reason "stop". A sample that runs out of `max_new_tokens` first is marked "unfinished".
     """
 
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+
     labels: Sequence[str]
     end: str | None = None
     _trie: TrieNode | None = field(default=None, init=False, repr=False)
@@ -104,6 +106,8 @@ class ForcedSpan:
     must not be token prefixes of one another (add a closing character such as "]" to each to make them
     so). Each row keeps its own state, advanced once per sampled token.
     """
+
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
 
     trigger: str
     allowed: Sequence[str]
@@ -248,6 +252,12 @@ class ForceTokens:
 
     positions: dict[int, Any]
     strength: float | None = None
+
+    @property
+    def masks_only(self) -> bool:
+        """Forcing only masks; a boost (strength) changes the kept scores."""
+        return self.strength is None
+
     _ids: dict[int, int] = field(default_factory=dict, init=False, repr=False)
     _lengths: list[int] = field(default_factory=list, init=False, repr=False)
     _eos: list[int] = field(default_factory=list, init=False, repr=False)

@@ -123,6 +123,8 @@ class QuoteFromSource:
     non-empty, and the closing mark cannot occur inside a quote.
     """
 
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+
     source: str
     open_mark: str = '"'
     close_mark: str = '"'

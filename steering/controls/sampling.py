@@ -39,6 +39,8 @@ class Temperature:
 class TopK:
     """Keep the `k` highest-scoring tokens."""
 
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+
     k: int
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class TopK:
 @dataclass(frozen=True)
 class TopP:
     """Nucleus sampling: keep the smallest set of most likely tokens whose mass reaches `p` ∈ (0, 1]."""
+
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
 
     p: float
 
@@ -79,6 +83,8 @@ class TopP:
 @dataclass(frozen=True)
 class MinP:
     """Keep tokens whose probability is at least `p` times the most likely token's, p ∈ (0, 1]."""
+
+    masks_only = True  # only sets tokens to −inf: the engine's exact fast path
 
     p: float
 

@@ -538,9 +538,18 @@ def _draw(
         picked = torch.zeros(tokens.shape, device=tokens.device)
         kl = -logp_base.gather(-1, tokens[:, None]).squeeze(-1)
         return tokens, picked, kl
+    uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(logp_base.device)
+    if controls and all(getattr(c, "masks_only", False) for c in controls):
+        # Pools only remove tokens: q = p restricted to the kept ones and renormalised, so
+        # log q = log p − log Z_kept and KL(q_t ‖ p_t) = −log Z_kept exactly — no second log-softmax,
+        # no pass over the vocabulary for the KL. The draw normalises the masked mass itself.
+        kept_probs = probabilities(logp_base).masked_fill_(scores == float("-inf"), 0.0)
+        log_kept = kept_probs.sum(-1).log()
+        tokens = sample_inverse_cdf(scores, uniforms, probs=kept_probs)
+        picked = logp_base.gather(-1, tokens[:, None]).squeeze(-1) - log_kept
+        return tokens, picked, -log_kept
     logq = scores.log_softmax(-1) if controls else logp_base
     probs = probabilities(scores)
-    uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(logq.device)
     tokens = sample_inverse_cdf(logq, uniforms, probs=probs)
     kl = step_kl(logq, logp_base, probs=probs) if controls else torch.zeros(len(rows), device=logq.device)
     return tokens, logq.gather(-1, tokens[:, None]).squeeze(-1), kl

@@ -116,6 +116,53 @@ def line_chart_svg(
     return "".join(parts)
 
 
+def curve_svg(x: Sequence[float], series: Mapping[str, Sequence[float | None]], *, title: str) -> str:
+    """Training curves: lines over numeric x (steps), y scaled to the data's range; None = no point."""
+    width, height, left, bottom, top, right = 720, 280, 64, 56, 30, 20
+    plot_w, plot_h = width - left - right, height - bottom - top
+    values = [float(v) for vs in series.values() for v in vs if v is not None]
+    if not x or not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        low, high = low - 1.0, high + 1.0
+    x_low, x_high = min(x), max(x)
+    x_span = (x_high - x_low) or 1.0
+
+    def point(xv: float, yv: float) -> tuple[float, float]:
+        return left + plot_w * (xv - x_low) / x_span, top + plot_h * (1 - (yv - low) / (high - low))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
+    ]
+    for k in range(5):
+        yv = low + (high - low) * k / 4
+        _, y = point(x_low, yv)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{yv:.3g}</text>')
+    for k in range(5):
+        xv = x_low + x_span * k / 4
+        xx, _ = point(xv, low)
+        parts.append(
+            f'<text x="{xx:.1f}" y="{top + plot_h + 16}" text-anchor="middle" font-size="10">{xv:.0f}</text>'
+        )
+    for s, (name, ys) in enumerate(series.items()):
+        colour = _COLOURS[s % len(_COLOURS)]
+        points = [point(float(xv), float(yv)) for xv, yv in zip(x, ys, strict=True) if yv is not None]
+        if len(points) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for px, py in points if len(points) <= 1 else points[-1:]:
+            parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}"/>')
+        parts.append(f'<rect x="{left + s * 180}" y="{height - 22}" width="12" height="12" fill="{colour}"/>')
+        parts.append(
+            f'<text x="{left + s * 180 + 16}" y="{height - 12}" font-size="11">{html.escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def examples_html(prompts: Sequence[str], columns: Mapping[str, Sequence[str]]) -> str:
     """One row per prompt, one column per technique, texts shown verbatim (whitespace kept)."""
     head = "<th>prompt</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)

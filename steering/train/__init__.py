@@ -1,4 +1,4 @@
-"""Fine-tuning: SFT and DPO/IPO (next: soft prompts, reward models, KL-regularised RL, distillation).
+"""Fine-tuning: SFT, DPO/IPO, reward models and KL-regularised RL (next: soft prompts, distillation).
 
 Each method is one readable loop over shared pure functions (`losses`), writing a run directory
 (`run.RunDir`: config, metrics.jsonl, checkpoints that resume exactly, the adapter in peft format).
@@ -8,6 +8,8 @@ from steering.train.adapters import Adapter, adapters_disabled, add_lora, save_a
 from steering.train.data import Demonstration, Preference, Ranking, Rating, load_examples
 from steering.train.dpo import DPOConfig, train_dpo
 from steering.train.loop import TrainConfig, TrainingInterrupted, TrainResult
+from steering.train.reward_model import RewardModel, RewardModelConfig, train_reward_model
+from steering.train.rl import RLConfig, train_rl
 from steering.train.run import RunDir, read_config
 from steering.train.sft import SFTConfig, train_sft
 
@@ -16,8 +18,11 @@ __all__ = [
     "DPOConfig",
     "Demonstration",
     "Preference",
+    "RLConfig",
     "Ranking",
     "Rating",
+    "RewardModel",
+    "RewardModelConfig",
     "RunDir",
     "SFTConfig",
     "TrainConfig",
@@ -29,5 +34,7 @@ __all__ = [
     "read_config",
     "save_adapter",
     "train_dpo",
+    "train_reward_model",
+    "train_rl",
     "train_sft",
 ]

@@ -14,7 +14,7 @@ it was trained on, so that loading it on another base is refused with both names
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +83,16 @@ def remove_adapter(model: LanguageModel, name: str) -> None:
 
 
 def save_adapter(
-    model: LanguageModel, name: str, directory: Path, extra: dict[str, Any] | None = None
+    model: LanguageModel,
+    name: str,
+    directory: Path,
+    extra: dict[str, Any] | None = None,
+    write_more: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write adapter `name` as a peft adapter directory, atomically (a reader never sees half of it)."""
+    """Write adapter `name` as a peft adapter directory, atomically (a reader never sees half of it).
+
+    `extra` goes into steering.json; `write_more(tmp_dir)` adds files of the method (a reward head).
+    """
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -100,6 +107,8 @@ def save_adapter(
         config.save_pretrained(str(tmp))
         meta = {**base_fingerprint(model), "adapter": name, **(extra or {})}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        if write_more is not None:
+            write_more(tmp)
     return Path(directory)
 
 

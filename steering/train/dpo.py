@@ -20,8 +20,8 @@ from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
 from steering.train.data import Preference, load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
-from steering.train.losses import IGNORE, dpo_loss, sequence_logprobs
-from steering.train.sft import Encoded, batch_rows, micro_batches
+from steering.train.losses import IGNORE, dpo_loss
+from steering.train.sft import Encoded, batch_rows, labelled_logprobs, micro_batches
 
 LOSSES = ("dpo", "ipo")
 
@@ -73,9 +73,7 @@ def _encode_one(model: LanguageModel, prompt: str, completion: str, max_length: 
 
 
 def _sequence_logprobs(model: LanguageModel, rows: list[Encoded]) -> torch.Tensor:
-    batch = batch_rows(rows, model.pad_token_id)
-    logits = model.module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return sequence_logprobs(logits, batch["labels"])
+    return labelled_logprobs(model, batch_rows(rows, model.pad_token_id)).sum(-1)
 
 
 class DPO:

@@ -120,6 +120,11 @@ class Method(Protocol):
         ...
 
 
+# Optional method hooks (duck-typed): `setup(model, config) -> list[Parameter]` adds trainable
+# parameters beside the adapter (a reward head); `save_extra(directory)` / `load_extra(directory)`
+# write and read them inside the adapter directory.
+
+
 def order(count: int, epoch: int, seed: int) -> list[int]:
     """The data order of one epoch: a permutation that depends only on (seed, epoch)."""
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
@@ -152,6 +157,10 @@ def run_training(
         dropout=config.lora_dropout,
         target_modules=config.target_modules,
     )
+    setup = getattr(method, "setup", None)
+    if callable(setup):
+        params = [*params, *setup(model, config)]
+    save_extra = getattr(method, "save_extra", None)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     per_step = config.batch_size * config.grad_accum
     steps_per_epoch = math.ceil(len(train_rows) / per_step)
@@ -165,11 +174,14 @@ def run_training(
     step = 0
     if checkpoint is not None:
         load_adapter_weights(model, method.name, checkpoint / "adapter")
+        load_extra = getattr(method, "load_extra", None)
+        if callable(load_extra):
+            load_extra(checkpoint / "adapter")
         state = RunDir.load_checkpoint(checkpoint, optimizer, scheduler)
         step = int(state.pop("step"))
 
     def write_adapter(directory: Path) -> None:
-        save_adapter(model, method.name, directory, {"method": method.name, "step": step})
+        save_adapter(model, method.name, directory, {"method": method.name, "step": step}, save_extra)
 
     def save() -> None:
         run.save_checkpoint(
@@ -190,6 +202,8 @@ def run_training(
             chosen = [train_rows[i] for i in permutation[index * per_step : (index + 1) * per_step]]
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
+            if hasattr(method, "step"):
+                method.step = step  # methods that sample (RL) seed their rollouts with it
             record = method.backward(model, chosen, config)
             record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
             record["lr"] = optimizer.param_groups[0]["lr"]

@@ -34,6 +34,23 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return picked.masked_fill(shifted == IGNORE, 0.0)
 
 
+def trained_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(P,) the positions t whose next token is trained in some row: where the LM head is needed.
+
+    Pass them as `logits_to_keep` so that the 262k-wide head and log-softmax run only there (the
+    prompt positions of every row are skipped); `kept_token_logprobs` reads the result.
+    """
+    return (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(-1)
+
+
+def kept_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, P) log p(labels[t + 1] | x_≤t) at `positions` from logits computed only there (0 where IGNORE)."""
+    following = labels[:, positions + 1]
+    logp = logits.float().log_softmax(-1)
+    picked = logp.gather(-1, following.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(following == IGNORE, 0.0)
+
+
 def completion_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(summed negative log-likelihood of the labelled tokens, their count): SFT's loss before averaging."""
     return -token_logprobs(logits, labels).sum(), int((labels[:, 1:] != IGNORE).sum())

@@ -18,7 +18,7 @@ from steering.errors import InvalidArgument
 from steering.models import LanguageModel
 from steering.train.data import Demonstration, load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
-from steering.train.losses import IGNORE, completion_nll
+from steering.train.losses import IGNORE, kept_token_logprobs, trained_positions
 
 
 @dataclass
@@ -79,6 +79,15 @@ def micro_batches(rows: list[Any], size: int) -> list[list[Any]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+def labelled_logprobs(model: LanguageModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, P) log-probabilities of the labelled tokens, the LM head run only where a label follows."""
+    positions = trained_positions(batch["labels"])
+    logits = model.module(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=positions
+    ).logits
+    return kept_token_logprobs(logits, batch["labels"], positions)
+
+
 class SFT:
     """The SFT method for the shared loop: mean NLL over every completion token of an optimizer step."""
 
@@ -95,9 +104,7 @@ class SFT:
         trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
         total_loss = 0.0
         for batch in batches:
-            logits = model.module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            nll, _ = completion_nll(logits, batch["labels"])
-            loss = nll / trained
+            loss = -labelled_logprobs(model, batch).sum() / trained
             loss.backward()
             total_loss += float(loss.detach())
         tokens = sum(int(b["attention_mask"].sum()) for b in batches)
@@ -107,9 +114,8 @@ class SFT:
         total, count = 0.0, 0
         for chunk in micro_batches(rows, config.batch_size):
             batch = batch_rows(chunk, model.pad_token_id)
-            logits = model.module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            nll, tokens = completion_nll(logits, batch["labels"])
-            total, count = total + float(nll), count + tokens
+            total -= float(labelled_logprobs(model, batch).sum())
+            count += int((batch["labels"][:, 1:] != IGNORE).sum())
         return {"eval_loss": total / max(count, 1)}
 
 

@@ -1,0 +1,259 @@
+"""KL-regularised RL: the policy is base + LoRA, rollouts go through `steering.generate`.
+
+Objective: maximise E_q[r(x)] − β·KL(q ‖ π), whose optimum is the target π(x)·exp(r(x)/β)/Z — the
+seeds' variational reading of RLHF. Each optimizer step:
+
+1. rollouts: `samples_per_prompt` completions of each of `batch_size` prompts from the current
+   policy, through the decode engine (so context controls and pools may shape them); the policy is
+   a model control (the adapter on), so every sample carries exact base books (adapter off): per-token
+   log q and log π;
+2. rewards from any callable `(prompts, completions) -> list[float]` (a function, a trained
+   `RewardModel`, a `condition/` potential wrapped as one); the KL enters the reward per sequence,
+   r − β·Σ_t (log q − log π) (the k1 estimator of KL(q ‖ π) for that sample, exact books);
+3. advantages: leave-one-out baseline within each prompt's group (RLOO; `normalise=true` divides by
+   the group's standard deviation, as GRPO);
+4. loss: −mean(A · log q_θ(x)) with log q_θ recomputed with gradients (REINFORCE; one update per
+   batch of rollouts, so no importance ratio is needed).
+
+Metrics per step: reward, KL (k1 and k3 estimators, per sequence), the regularised return, loss,
+generation and training seconds apart, rollout tokens/s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from steering.condition.potentials import RewardFn, checked_rewards
+from steering.decode import generate
+from steering.errors import InvalidArgument
+from steering.jsonl import read_jsonl
+from steering.models import LanguageModel
+from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
+from steering.train.losses import IGNORE, group_advantages, kl_k1, kl_k3
+from steering.train.sft import Encoded, batch_rows, labelled_logprobs, micro_batches
+
+
+@dataclass
+class RLConfig(TrainConfig):
+    """The shared fields, plus: `data` is a JSONL of {"prompt"} rows; `reward` names the reward."""
+
+    out: str = "runs/rl"
+    learning_rate: float = 1e-4
+    reward: str = ""  # module:function, reward-model:DIR, or vader (ignored when a callable is passed)
+    beta: float = 0.1
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 32
+    normalise: bool = False
+    eval_fraction: float = 0.0
+    lora_dropout: float = 0.0  # sampling runs without dropout: train the same function
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.eval_fraction:
+            raise InvalidArgument(
+                "RL has no eval split (its metric is the reward of fresh rollouts, logged every step)",
+                received=self.eval_fraction,
+                fix="set eval_fraction=0",
+            )
+        if not isinstance(self.beta, (int, float)) or isinstance(self.beta, bool) or self.beta <= 0:
+            raise InvalidArgument("β must be positive", received=self.beta, fix="use e.g. beta=0.1")
+        if not isinstance(self.samples_per_prompt, int) or self.samples_per_prompt < 2:
+            raise InvalidArgument(
+                "samples_per_prompt must be at least 2 (the baseline of a sample is the others' mean)",
+                received=self.samples_per_prompt,
+                fix="use e.g. samples_per_prompt=4",
+            )
+        if self.max_new_tokens <= 0:
+            raise InvalidArgument(
+                "max_new_tokens must be positive", received=self.max_new_tokens, fix="use 32"
+            )
+
+
+def load_prompts(path: str) -> list[str]:
+    """{"prompt": "…"} rows (file:line errors for anything else)."""
+    from steering.errors import InputFormatError
+
+    prompts = []
+    for number, _, value in read_jsonl(path, what="prompts file", example='{"prompt": "Once upon a time"}'):
+        if (
+            not isinstance(value, dict)
+            or not isinstance(value.get("prompt"), str)
+            or not value["prompt"].strip()
+        ):
+            raise InputFormatError(
+                f"{path}:{number}: field 'prompt' must be a non-empty string",
+                received=repr(value)[:120],
+                fix='each line looks like {"prompt": "Once upon a time"}',
+            )
+        prompts.append(value["prompt"])
+    if not prompts:
+        raise InputFormatError(
+            f"the prompts file {path} has no rows", received="an empty file", fix="add prompts"
+        )
+    return prompts
+
+
+def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
+    """`vader`, `reward-model:DIR` or `module:function` → a reward callable."""
+    if spec == "vader":
+        from steering.eval.sentiment import vader_reward
+
+        return vader_reward
+    if spec.startswith("reward-model:"):
+        from steering.train.reward_model import RewardModel
+
+        return RewardModel(model, spec.removeprefix("reward-model:"))
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise InvalidArgument(
+            "reward must be vader, reward-model:DIR or module:function",
+            received=spec or "nothing",
+            fix="set e.g. reward=vader or reward=my_rewards:positive",
+        )
+    import importlib
+    import sys
+
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        function = getattr(importlib.import_module(module_name), name, None)
+    except ImportError as error:
+        raise InvalidArgument(
+            f"cannot import {module_name!r} for the reward", received=str(error), fix="check it"
+        ) from None
+    if not callable(function):
+        raise InvalidArgument(f"{module_name} has no function {name!r}", received=spec, fix="check the name")
+    return function  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Policy:
+    """A model control: the adapter being trained, on while sampling, off for the base books."""
+
+    name: str
+
+    @contextmanager
+    def attached(self, model: LanguageModel) -> Iterator[None]:
+        model.module.set_adapter(self.name)
+        model.module.enable_adapters()
+        try:
+            yield
+        finally:
+            model.module.disable_adapters()
+
+    def __repr__(self) -> str:
+        return f"policy adapter {self.name!r}"
+
+
+class RL:
+    """The KL-regularised RL method for the shared loop (rows are prompts)."""
+
+    name = "rl"
+
+    def __init__(self, reward: RewardFn | None = None, controls: Sequence[object] = ()) -> None:
+        from steering.controls.base import split_controls
+
+        _, logit, model_controls = split_controls(controls)
+        if logit or model_controls:
+            raise InvalidArgument(
+                "RL rollouts take context controls only (the gradient uses the policy's own log q)",
+                received=[type(c).__name__ for c in [*logit, *model_controls]],
+                fix="pass templates, Q:/A: or few-shot controls; pools and tweaks are not trained through yet",
+            )
+        self.reward = reward
+        self.controls = list(controls)
+        self.step = 0  # set by the loop before each step: the rollouts' seed (exact resume)
+
+    def load(self, config: RLConfig) -> list[str]:
+        return load_prompts(config.data)
+
+    def encode(self, model: LanguageModel, examples: list[str], config: RLConfig) -> list[str]:
+        if self.reward is None:
+            self.reward = resolve_reward(config.reward, model)
+        return examples
+
+    def backward(self, model: LanguageModel, rows: list[str], config: RLConfig) -> dict[str, Any]:
+        assert self.reward is not None
+        module = model.module
+        started = time.perf_counter()
+        module.eval()
+        module.disable_adapters()
+        try:
+            samples = generate(
+                model,
+                rows,
+                controls=[*self.controls, _Policy(self.name)],
+                n=config.samples_per_prompt,
+                max_new_tokens=config.max_new_tokens,
+                seed=config.seed * 1_000_003 + self.step,
+                batch_size=config.batch_size * config.samples_per_prompt,
+            )
+        finally:
+            module.enable_adapters()
+            module.train()
+        generation_s = time.perf_counter() - started
+        rewards = torch.tensor(
+            checked_rewards(self.reward, [s.prompt for s in samples], samples.texts, name="the RL reward"),
+            dtype=torch.float32,
+        )
+        k1 = torch.tensor([float(kl_k1(s.logq, s.logp_base).sum()) for s in samples])
+        k3 = torch.tensor([float(kl_k3(s.logq, s.logp_base).sum()) for s in samples])
+        returns = rewards - config.beta * k1
+        advantages = group_advantages(returns.view(len(rows), -1), normalise=config.normalise).view(-1)
+        started = time.perf_counter()
+        total = 0.0
+        items = list(range(len(samples)))
+        for chunk in micro_batches(items, config.batch_size * config.samples_per_prompt):
+            logq = _policy_logprobs(model, [samples[i] for i in chunk])
+            loss = -(advantages[chunk] * logq).sum() / len(samples)
+            loss.backward()
+            total += float(loss.detach())
+        tokens = sum(len(s.token_ids) for s in samples)
+        return {
+            "loss": total,
+            "reward": float(rewards.mean()),
+            "kl": float(k1.mean()),
+            "kl_k3": float(k3.mean()),
+            "return": float(returns.mean()),
+            "tokens": tokens,
+            "generation_s": generation_s,
+            "training_s": time.perf_counter() - started,
+            "rollout_tokens_per_s": tokens / generation_s,
+        }
+
+    def evaluate(self, model: LanguageModel, rows: list[str], config: RLConfig) -> dict[str, Any]:
+        return {"eval_loss": 0.0}
+
+
+def _policy_logprobs(model: LanguageModel, samples: list[Any]) -> torch.Tensor:
+    """(N,) log q_θ of each sampled completion under the policy, with gradients (teacher forced)."""
+    rows = []
+    for sample in samples:
+        prompt = model.encode(sample.context)
+        rows.append(Encoded(prompt + list(sample.token_ids), [IGNORE] * len(prompt) + list(sample.token_ids)))
+    return labelled_logprobs(model, batch_rows(rows, model.pad_token_id)).sum(-1)
+
+
+def train_rl(
+    config: RLConfig,
+    *,
+    reward: RewardFn | None = None,
+    controls: Sequence[object] = (),
+    resume: bool = False,
+    model: LanguageModel | None = None,
+    progress: Progress | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """KL-regularised RL (see the module docstring); `reward` overrides `config.reward`.
+
+    `controls` shape the rollouts (context controls, pools); the policy's KL is always to the base
+    model on the raw prompt, from the decode books.
+    """
+    method = RL(reward, controls)
+    return run_training(config, method, resume=resume, model=model, progress=progress, stop_after=stop_after)
