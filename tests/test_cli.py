@@ -93,7 +93,7 @@ def test_demo_small_run_writes_report(tmp_path):
     report = (tmp_path / "report.html").read_text()
     assert "<svg" in report and "few-shot" in report and "What is the capital of France?" in report
     assert "Quoting only from a source" in report and "PPLM (bag of words)" in report
-    assert "a story that ends with a phrase" in report
+    assert "a story that ends with a phrase" in report and "Prompt as reward" in report
     assert "http://" not in report.replace("http://www.w3.org/2000/svg", "")
 
 

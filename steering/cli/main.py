@@ -165,9 +165,11 @@ def generate(
     prompts = collect_prompts(prompt, input_path)
     controls: list[object] = []
     if adapter is not None:
+        from steering.controls import SoftPrompt
         from steering.train.adapters import Adapter
 
-        controls.append(Adapter(adapter))
+        is_soft = (adapter / "soft_prompt.safetensors").is_file()
+        controls.append(SoftPrompt.load(adapter) if is_soft else Adapter(adapter))
     if few_shot is not None:
         controls.append(FewShot(load_demonstrations(few_shot)))
     if template is not None:
@@ -467,6 +469,22 @@ def train_rl_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None
     from steering.train import RLConfig, train_rl
 
     _train("RL", RLConfig, train_rl, args, resume)
+
+
+@train_app.command("soft-prompt")
+def train_soft_prompt_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+    """Soft-prompt tuning (k learned input vectors, the model frozen) on demonstrations JSONL."""
+    from steering.train import SoftPromptConfig, train_soft_prompt
+
+    _train("soft prompt", SoftPromptConfig, train_soft_prompt, args, resume)
+
+
+@train_app.command("distill")
+def train_distill_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+    """Distil a conditioned target into an adapter: data = the JSONL of `steer sample … --json` (weighted samples)."""
+    from steering.train import DistillConfig, train_distill
+
+    _train("distill", DistillConfig, train_distill, args, resume)
 
 
 @app.command()

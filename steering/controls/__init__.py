@@ -28,6 +28,7 @@ from steering.controls.pool import Choices, ForcedSpan, ForceTokens
 from steering.controls.pplm import PPLM, PPLMStats
 from steering.controls.quote import QuoteFromSource, SuffixAutomaton, extract_quotes
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
+from steering.controls.soft_prompt import SoftPrompt
 from steering.controls.steer_vector import SteeringVector, build_steering_vector, decoder_layers
 from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_first_tokens
 
@@ -57,6 +58,7 @@ __all__ = [
     "PromptTemplate",
     "QuoteFromSource",
     "Regex",
+    "SoftPrompt",
     "SteeringVector",
     "SuffixAutomaton",
     "Temperature",

@@ -58,11 +58,15 @@ def split_controls(
     logits: list[LogitControl] = []
     model: list[ModelControl] = []
     for control in controls:
-        if callable(getattr(control, "attached", None)):
+        is_model = callable(getattr(control, "attached", None))
+        is_context = callable(getattr(control, "render", None))
+        if is_model:
             model.append(control)  # type: ignore[arg-type]
-        elif callable(getattr(control, "render", None)):
+        if is_context:  # a soft prompt is both: placeholders in the text, vectors in the embedding
             context.append(control)  # type: ignore[arg-type]
-        elif callable(control):
+        if is_model or is_context:
+            continue
+        if callable(control):
             logits.append(control)  # type: ignore[arg-type]
         else:
             raise InvalidArgument(

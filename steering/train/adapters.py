@@ -146,14 +146,24 @@ class Adapter:
 
     @property
     def key(self) -> str:
-        return "adapter:" + str(self.path.resolve())
+        """The adapter's name in the model: a digest of its path (module names cannot hold '.' or '/')."""
+        import hashlib
+
+        return "adapter_" + hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:12]
 
     def load(self, model: LanguageModel) -> None:
-        """Inject the adapter's weights (once per model), leaving the adapters disabled."""
+        """Inject the adapter's weights, leaving the adapters disabled.
+
+        One loaded `Adapter` per model at a time: another one is taken out first (loading a second
+        peft adapter next to a first re-initialises the first's weights in transformers 5).
+        """
         module = model.module
-        if self.key in (getattr(module, "peft_config", None) or {}):
+        loaded = getattr(module, "peft_config", None) or {}
+        if self.key in loaded:
             return
         check_adapter(model, self.path)
+        for name in [n for n in loaded if n.startswith("adapter_")]:
+            module.delete_adapter(name)
         module.load_adapter(str(self.path), adapter_name=self.key)
         module.disable_adapters()
 

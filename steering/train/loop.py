@@ -122,7 +122,9 @@ class Method(Protocol):
 
 # Optional method hooks (duck-typed): `setup(model, config) -> list[Parameter]` adds trainable
 # parameters beside the adapter (a reward head); `save_extra(directory)` / `load_extra(directory)`
-# write and read them inside the adapter directory.
+# write and read them inside the adapter directory. A method that trains no LoRA adapter (a soft
+# prompt) defines `make_parameters(model, config)`, `save_weights(model, directory, meta)`,
+# `load_weights(directory)` and `release(model)` instead.
 
 
 def order(count: int, epoch: int, seed: int) -> list[int]:
@@ -149,14 +151,19 @@ def run_training(
     eval_rows = method.encode(model, eval_examples, config) if eval_examples else []
 
     torch.manual_seed(config.seed)
-    params = add_lora(
-        model,
-        method.name,
-        rank=config.lora_rank,
-        alpha=config.lora_alpha,
-        dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-    )
+    # A method that owns its weights (a soft prompt) makes them; the others train a LoRA adapter.
+    owns_weights = callable(getattr(method, "make_parameters", None))
+    if owns_weights:
+        params = method.make_parameters(model, config)  # type: ignore[attr-defined]
+    else:
+        params = add_lora(
+            model,
+            method.name,
+            rank=config.lora_rank,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.target_modules,
+        )
     setup = getattr(method, "setup", None)
     if callable(setup):
         params = [*params, *setup(model, config)]
@@ -173,7 +180,10 @@ def run_training(
     state: dict[str, Any] = {"best_eval": None, "bad_evals": 0}
     step = 0
     if checkpoint is not None:
-        load_adapter_weights(model, method.name, checkpoint / "adapter")
+        if owns_weights:
+            method.load_weights(checkpoint / "adapter")  # type: ignore[attr-defined]
+        else:
+            load_adapter_weights(model, method.name, checkpoint / "adapter")
         load_extra = getattr(method, "load_extra", None)
         if callable(load_extra):
             load_extra(checkpoint / "adapter")
@@ -181,7 +191,11 @@ def run_training(
         step = int(state.pop("step"))
 
     def write_adapter(directory: Path) -> None:
-        save_adapter(model, method.name, directory, {"method": method.name, "step": step}, save_extra)
+        meta = {"method": method.name, "step": step}
+        if owns_weights:
+            method.save_weights(model, directory, meta)  # type: ignore[attr-defined]
+        else:
+            save_adapter(model, method.name, directory, meta, save_extra)
 
     def save() -> None:
         run.save_checkpoint(
@@ -242,7 +256,10 @@ def run_training(
     finally:
         # The model is the base again: use the saved adapter with `Adapter(result.adapter)`.
         module.eval()
-        remove_adapter(model, method.name)
+        if owns_weights:
+            method.release(model)  # type: ignore[attr-defined]
+        else:
+            remove_adapter(model, method.name)
     if config.max_steps and step >= config.max_steps and stopped == "done":
         stopped = "max_steps"
     return TrainResult(run.path, run.path / "adapter", step, stopped, run.metrics())
