@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from exactness import tv, tv_bound
 
 from steering.condition import (
     Target,
@@ -32,30 +33,6 @@ def letters():
     return load_model("tiny-letters", dtype="float32")
 
 
-def _tv(posterior, exact) -> float:
-    """Total variation between the weighted samples (by token sequence) and the exact target."""
-    empirical: dict[tuple[int, ...], float] = {}
-    for sample, weight in zip(posterior.samples, posterior.weights.tolist(), strict=True):
-        key = tuple(sample.token_ids)
-        empirical[key] = empirical.get(key, 0.0) + weight
-    target = exact.distribution()
-    keys = set(empirical) | set(target)
-    return 0.5 * sum(abs(empirical.get(k, 0.0) - target.get(k, 0.0)) for k in keys)
-
-
-def _bound(posterior, exact) -> float:
-    """The stated TV bound: 1.5 × the expected TV of an exact sampler with this ESS, plus 0.01.
-
-    For counts from n independent draws, E|p̂_i − p_i| ≈ √(2/π)·√(p_i(1 − p_i)/n), so an exact
-    sampler's expected TV is ½ Σ_i of that; weighted samples count as ESS draws.
-    """
-    probs = exact.probs[exact.probs > 0]
-    noise = (
-        0.5 * math.sqrt(2 / math.pi) * float((probs * (1 - probs)).sqrt().sum()) / math.sqrt(posterior.ess)
-    )
-    return 1.5 * noise + 0.01
-
-
 def test_enumeration_is_a_distribution(letters):
     exact = enumerate_target(Target(letters, PROMPT, [ends_with("b")], max_new_tokens=LENGTH))
     assert len(exact.completions) == 85
@@ -71,7 +48,7 @@ def test_importance_from_the_base_is_exact_for_a_hard_condition(letters):
     exact = enumerate_target(target)
     posterior = importance(target, n=4000, seed=0, batch_size=500)
     # Bound at n = 4000, seed 0: the standard error of this estimator is ≈ 0.02 in TV here.
-    assert _tv(posterior, exact) < _bound(posterior, exact)
+    assert tv(posterior, exact) < tv_bound(posterior, exact)
     assert posterior.log_evidence == pytest.approx(exact.log_evidence, abs=0.05)
     assert posterior.kl_estimate == pytest.approx(exact.kl, abs=0.05)
     assert posterior.model_calls == sum(len(s.token_ids) for s in posterior.samples)
@@ -83,7 +60,7 @@ def test_rejection_is_exact_and_estimates_the_evidence(letters):
     posterior = rejection(target, n=1500, max_model_calls=200_000, seed=0, batch_size=500)
     assert len(posterior.samples) == 1500
     assert all(s.text.endswith("b") and 2 <= len(s.text) <= 4 for s in posterior.samples)
-    assert _tv(posterior, exact) < _bound(posterior, exact)
+    assert tv(posterior, exact) < tv_bound(posterior, exact)
     assert posterior.log_evidence == pytest.approx(exact.log_evidence, abs=0.08)
 
 
@@ -94,12 +71,12 @@ def test_soft_potential_importance_and_rejection(letters):
     target = Target(letters, PROMPT, [a_count], beta=0.5, max_new_tokens=LENGTH)
     exact = enumerate_target(target)
     posterior = importance(target, n=4000, seed=1, batch_size=500)
-    assert _tv(posterior, exact) < _bound(posterior, exact)
+    assert tv(posterior, exact) < tv_bound(posterior, exact)
     # exp(2·count) has a heavy right tail, so log Ẑ is noisier than for a hard condition.
     assert posterior.log_evidence == pytest.approx(exact.log_evidence, abs=0.15)
     assert posterior.kl_estimate == pytest.approx(exact.kl, abs=0.15)
     accepted = rejection(target, n=800, log_bound=LENGTH / 0.5, seed=2, batch_size=500)
-    assert _tv(accepted, exact) < _bound(accepted, exact)
+    assert tv(accepted, exact) < tv_bound(accepted, exact)
 
 
 def test_pool_proposal_needs_its_weights(letters):
@@ -109,7 +86,7 @@ def test_pool_proposal_needs_its_weights(letters):
     # The pool only proposes valid text; a row cut at the length limit mid-way gets weight 0.
     finished = [s for s in posterior.samples if s.stop_reason != "unfinished"]
     assert finished and all(s.text.endswith("b") for s in finished)
-    assert _tv(posterior, exact) < _bound(posterior, exact)
+    assert tv(posterior, exact) < tv_bound(posterior, exact)
     # The same samples with the weights ignored: masking alone is not the conditional.
     flat = type(posterior)(
         posterior.samples,
@@ -119,7 +96,7 @@ def test_pool_proposal_needs_its_weights(letters):
         posterior.model_calls,
         "unweighted",
     )
-    assert _tv(flat, exact) > 3 * _bound(flat, exact)
+    assert tv(flat, exact) > 3 * tv_bound(flat, exact)
     assert posterior.ess < len(posterior.samples)
 
 
@@ -127,7 +104,7 @@ def test_tweak_proposal_with_weights(letters):
     target = Target(letters, PROMPT, [contains("cc")], max_new_tokens=LENGTH)
     exact = enumerate_target(target)
     posterior = importance(target, n=3000, proposal=[LogitBias({"c": 2.0})], seed=3, batch_size=500)
-    assert _tv(posterior, exact) < _bound(posterior, exact)
+    assert tv(posterior, exact) < tv_bound(posterior, exact)
     assert posterior.log_evidence == pytest.approx(exact.log_evidence, abs=0.08)
 
 
@@ -199,21 +176,21 @@ def test_smc_suffix_lookahead_is_exact(letters, threshold):
     assert math.log(mean_z) == pytest.approx(exact.log_evidence, abs=0.05)
     merged = _merge(runs)
     assert all(s.text.endswith("b") for s, w in zip(merged.samples, merged.weights, strict=True) if w > 0)
-    assert _tv(merged, exact) < _bound(merged, exact)
+    assert tv(merged, exact) < tv_bound(merged, exact)
 
 
 def test_smc_suffix_with_a_longer_suffix_and_other_potentials(letters):
     target = Target(letters, PROMPT, [ends_with("ca"), length_between(0, 3)], max_new_tokens=LENGTH)
     exact = enumerate_target(target)
     merged = _merge([smc(target, particles=300, seed=seed) for seed in range(3)])
-    assert _tv(merged, exact) < _bound(merged, exact)
+    assert tv(merged, exact) < tv_bound(merged, exact)
 
 
 def test_smc_plain_with_prefix_pruning_and_soft_potential(letters):
     target = Target(letters, PROMPT, [starts_with("c")], max_new_tokens=LENGTH)
     exact = enumerate_target(target)
     merged = _merge([smc(target, particles=500, seed=seed) for seed in range(3)])
-    assert _tv(merged, exact) < _bound(merged, exact)
+    assert tv(merged, exact) < tv_bound(merged, exact)
     assert all(s.text.startswith("c") for s, w in zip(merged.samples, merged.weights, strict=True) if w > 0)
 
     def a_count(prompts, completions):
@@ -222,7 +199,7 @@ def test_smc_plain_with_prefix_pruning_and_soft_potential(letters):
     soft = Target(letters, PROMPT, [a_count], beta=0.5, max_new_tokens=LENGTH)
     exact_soft = enumerate_target(soft)
     merged_soft = _merge([smc(soft, particles=500, seed=seed) for seed in range(3)])
-    assert _tv(merged_soft, exact_soft) < _bound(merged_soft, exact_soft)
+    assert tv(merged_soft, exact_soft) < tv_bound(merged_soft, exact_soft)
 
 
 def test_smc_refuses_stateful_proposals_and_huge_particle_counts(letters):

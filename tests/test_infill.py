@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from exactness import tv, tv_bound
 
 from steering.condition import (
     Target,
@@ -30,24 +31,6 @@ SPANS = {1: "c", 3: "a"}  # x_1 = "c" and x_3 = "a": neither a prefix nor a suff
 @pytest.fixture(scope="module")
 def letters():
     return load_model("tiny-letters", dtype="float32")
-
-
-def _tv(posterior, exact) -> float:
-    empirical: dict[tuple[int, ...], float] = {}
-    for sample, weight in zip(posterior.samples, posterior.weights.tolist(), strict=True):
-        key = tuple(sample.token_ids)
-        empirical[key] = empirical.get(key, 0.0) + weight
-    target = exact.distribution()
-    return 0.5 * sum(abs(empirical.get(k, 0.0) - target.get(k, 0.0)) for k in set(empirical) | set(target))
-
-
-def _bound(posterior, exact) -> float:
-    """1.5 × the expected TV of an exact sampler with this ESS, plus 0.01 (as in test_condition)."""
-    probs = exact.probs[exact.probs > 0]
-    noise = (
-        0.5 * math.sqrt(2 / math.pi) * float((probs * (1 - probs)).sqrt().sum()) / math.sqrt(posterior.ess)
-    )
-    return 1.5 * noise + 0.01
 
 
 def _unweighted(posterior):
@@ -76,12 +59,12 @@ def test_force_tokens_proposal_is_exact_with_its_weights(letters):
     posterior = importance(target, n=3000, proposal=[ForceTokens(SPANS)], seed=0, batch_size=500)
     # Every proposal that did not end before position 3 satisfies the condition.
     assert sum(w > 0 for w in posterior.weights.tolist()) > 0.9 * len(posterior.samples)
-    assert _tv(posterior, exact) < _bound(posterior, exact)
+    assert tv(posterior, exact) < tv_bound(posterior, exact)
     assert posterior.log_evidence == pytest.approx(exact.log_evidence, abs=0.05)
     assert posterior.kl_estimate == pytest.approx(exact.kl, abs=0.05)
     # Forcing without the weights is not the conditional (so the test above can fail).
     flat = _unweighted(posterior)
-    assert _tv(flat, exact) > 3 * _bound(flat, exact)
+    assert tv(flat, exact) > 3 * tv_bound(flat, exact)
 
 
 def test_smc_with_the_force_tokens_proposal(letters):
@@ -98,7 +81,7 @@ def test_smc_with_the_force_tokens_proposal(letters):
         0,
         "merged",
     )
-    assert _tv(merged, exact) < _bound(merged, exact)
+    assert tv(merged, exact) < tv_bound(merged, exact)
     assert merged.log_evidence == pytest.approx(exact.log_evidence, abs=0.1)
 
 
@@ -108,7 +91,7 @@ def test_rejection_and_base_importance_agree(letters):
     accepted = rejection(target, n=400, max_model_calls=200_000, seed=1, batch_size=500)
     c, a = letters.encode_continuation("c")[0], letters.encode_continuation("a")[0]
     assert all(s.token_ids[1] == c and s.token_ids[3] == a for s in accepted.samples)
-    assert _tv(accepted, exact) < _bound(accepted, exact)
+    assert tv(accepted, exact) < tv_bound(accepted, exact)
 
 
 def test_force_tokens_forces_and_keeps_the_books(letters):

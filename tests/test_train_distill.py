@@ -7,11 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
+from exactness import policy
 
-from steering.condition import Target, ends_with, enumerate_target, importance, length_between
+from steering.condition import Target, ends_with, enumerate_target, importance
 from steering.errors import InputFormatError
 from steering.models import load_model
-from steering.train import Adapter, DistillConfig, train_distill
+from steering.train import DistillConfig, train_distill
 from steering.train.distill import load_weighted
 
 PROMPT, LENGTH = "ab", 3
@@ -20,15 +21,10 @@ PROMPT, LENGTH = "ab", 3
 def _kl_target_to_policy(model, adapter: Path | None) -> float:
     """KL(target ‖ q) exactly: the target p(x | ends with "b"), q = base (+ adapter), enumerated."""
     target = enumerate_target(Target(model, PROMPT, [ends_with("b")], max_new_tokens=LENGTH))
-    everything = Target(model, PROMPT, [length_between(0, 10_000)], max_new_tokens=LENGTH)
-    if adapter is None:
-        policy = enumerate_target(everything)
-    else:
-        with Adapter(adapter).attached(model):
-            policy = enumerate_target(everything)
+    q = policy(model, PROMPT, LENGTH, adapter)
     probs = target.probs
     keep = probs > 0
-    return float((probs[keep] * (probs[keep].log() - policy.log_base[keep])).sum())
+    return float((probs[keep] * (probs[keep].log() - q.log_base[keep])).sum())
 
 
 def test_distilling_the_posterior_moves_q_toward_the_target(tmp_path):

@@ -7,12 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
+from exactness import policy
 
-from steering.condition import Target, enumerate_target, length_between
+from steering.condition import Target, enumerate_target
 from steering.controls import Temperature
 from steering.errors import InvalidArgument
 from steering.models import load_model
-from steering.train import Adapter, RLConfig, train_rl
+from steering.train import RLConfig, train_rl
 
 PROMPT, LENGTH, BETA = "ab", 3, 0.5
 
@@ -24,16 +25,10 @@ def a_count(prompts, completions):
 def _kl_to_target(model, adapter: Path | None) -> float:
     """KL(q ‖ target) exactly: q enumerated with the adapter on, target = π·exp(r/β)/Z."""
     target = enumerate_target(Target(model, PROMPT, [a_count], beta=BETA, max_new_tokens=LENGTH))
-    everything = Target(model, PROMPT, [length_between(0, 10_000)], max_new_tokens=LENGTH)
-    if adapter is None:
-        policy = enumerate_target(everything)
-    else:
-        with Adapter(adapter).attached(model):
-            policy = enumerate_target(everything)
-    assert policy.completions == target.completions
-    log_q = policy.log_base
+    q = policy(model, PROMPT, LENGTH, adapter)
+    assert q.completions == target.completions
     log_target = target.log_base + target.log_potential - target.log_evidence
-    return float((log_q.exp() * (log_q - log_target)).sum())
+    return float((q.log_base.exp() * (q.log_base - log_target)).sum())
 
 
 def _prompts(tmp_path: Path, count: int = 8) -> Path:
