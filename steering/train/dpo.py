@@ -20,8 +20,8 @@ from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
 from steering.train.data import Preference, load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
-from steering.train.losses import IGNORE, dpo_loss
-from steering.train.sft import Encoded, batch_rows, labelled_logprobs, micro_batches
+from steering.train.losses import dpo_loss
+from steering.train.sft import Encoded, batch_rows, encode_completion, labelled_logprobs, micro_batches
 
 LOSSES = ("dpo", "ipo")
 
@@ -64,14 +64,6 @@ def load_preferences(path: str) -> list[Preference]:
     return list(load_examples(path, "preferences"))
 
 
-def _encode_one(model: LanguageModel, prompt: str, completion: str, max_length: int) -> Encoded | None:
-    prompt_ids = model.encode(prompt)
-    completion_ids = [*model.encode_continuation(completion), model.eos_token_ids[0]]
-    ids = (prompt_ids + completion_ids)[:max_length]
-    labels = ([IGNORE] * len(prompt_ids) + completion_ids)[:max_length]
-    return Encoded(ids, labels) if any(label != IGNORE for label in labels[1:]) else None
-
-
 def _sequence_logprobs(model: LanguageModel, rows: list[Encoded]) -> torch.Tensor:
     return labelled_logprobs(model, batch_rows(rows, model.pad_token_id)).sum(-1)
 
@@ -87,8 +79,8 @@ class DPO:
     def encode(self, model: LanguageModel, examples: list[Preference], config: DPOConfig) -> list[PairRow]:
         pairs = []
         for example in examples:
-            chosen = _encode_one(model, example.prompt, example.chosen, config.max_length)
-            rejected = _encode_one(model, example.prompt, example.rejected, config.max_length)
+            chosen = encode_completion(model, example.prompt, example.chosen, config.max_length)
+            rejected = encode_completion(model, example.prompt, example.rejected, config.max_length)
             if chosen is not None and rejected is not None:
                 pairs.append((chosen, rejected))
         if not pairs:

@@ -116,20 +116,9 @@ def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
             received=spec or "nothing",
             fix="set e.g. reward=vader or reward=my_rewards:positive",
         )
-    import importlib
-    import sys
+    from steering.callables import load_callable
 
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        function = getattr(importlib.import_module(module_name), name, None)
-    except ImportError as error:
-        raise InvalidArgument(
-            f"cannot import {module_name!r} for the reward", received=str(error), fix="check it"
-        ) from None
-    if not callable(function):
-        raise InvalidArgument(f"{module_name} has no function {name!r}", received=spec, fix="check the name")
-    return function  # type: ignore[no-any-return]
+    return load_callable(spec, "reward")  # type: ignore[return-value]
 
 
 @dataclass

@@ -36,6 +36,16 @@ class Encoded:
     labels: list[int]
 
 
+def encode_completion(model: LanguageModel, prompt: str, completion: str, max_length: int) -> Encoded | None:
+    """Prompt (with BOS) + completion + EOS, labels on the completion only, cut at `max_length` tokens;
+    None when no completion token is left after the cut."""
+    prompt_ids = model.encode(prompt)
+    completion_ids = [*model.encode_continuation(completion), model.eos_token_ids[0]]
+    ids = (prompt_ids + completion_ids)[:max_length]
+    labels = ([IGNORE] * len(prompt_ids) + completion_ids)[:max_length]
+    return Encoded(ids, labels) if any(label != IGNORE for label in labels[1:]) else None
+
+
 def encode_demonstrations(
     model: LanguageModel, examples: list[Demonstration], max_length: int
 ) -> list[Encoded]:
@@ -44,15 +54,11 @@ def encode_demonstrations(
     Raises:
         InvalidArgument: no example keeps a completion token after truncation.
     """
-    eos = model.eos_token_ids[0]
-    encoded = []
-    for example in examples:
-        prompt = model.encode(example.prompt)
-        completion = [*model.encode_continuation(example.completion), eos]
-        ids = (prompt + completion)[:max_length]
-        labels = ([IGNORE] * len(prompt) + completion)[:max_length]
-        if any(label != IGNORE for label in labels[1:]):
-            encoded.append(Encoded(ids, labels))
+    encoded = [
+        row
+        for e in examples
+        if (row := encode_completion(model, e.prompt, e.completion, max_length)) is not None
+    ]
     if not encoded:
         raise InvalidArgument(
             f"no example has a completion token left after truncation to max_length={max_length}",
