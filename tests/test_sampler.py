@@ -104,13 +104,19 @@ def test_inverse_cdf_two_level_matches_probabilities(block):
 
 
 class _Opaque:
-    """The same control without its `masks_only` flag: forces the engine's general path."""
+    """The same control without its fast-path hooks (`masks_only`, `token_pools`): the general path."""
+
+    masks_only = False
+    token_pools = None
 
     def __init__(self, inner):
         self.inner = inner
 
     def __call__(self, input_ids, scores):
         return self.inner(input_ids, scores)
+
+    def __getattr__(self, name):  # start, is_complete, restart_row … of a grammar
+        return getattr(self.inner, name)
 
 
 def test_mask_only_fast_path_equals_the_general_path(tiny):
@@ -126,3 +132,27 @@ def test_mask_only_fast_path_equals_the_general_path(tiny):
             assert torch.allclose(a.logq, b.logq, atol=1e-5)
             assert torch.allclose(a.step_kl, b.step_kl, atol=1e-5)
             assert float(a.step_kl.sum()) > 0  # the masks removed mass: the test compares real numbers
+
+
+@pytest.mark.parametrize("sparse_share", [0.0, 1 / 8, 1.0])  # every pool a bool row; the default; all ids
+def test_grammar_token_pools_equal_the_general_path(tiny, monkeypatch, sparse_share):
+    """Grammars hand the engine each row's allowed ids; sampling from them equals masking the scores."""
+    from steering.controls import Lark, Regex, grammar
+
+    monkeypatch.setattr(grammar, "SPARSE_SHARE", sparse_share)
+    cases = (
+        [Regex("[a-e ]{2,9}")],
+        [Lark('start: "(" item ("," item)* ")"\nitem: "a" | "b" | "ab"')],
+        [Regex("[a-z ]+"), Regex("(ab|b|a|c| )*")],  # two pools: their intersection
+    )
+    for controls in cases:
+        fast = generate(tiny, ["hello", "a b c"], controls=controls, n=3, max_new_tokens=10, seed=4)
+        slow = generate(
+            tiny, ["hello", "a b c"], controls=[_Opaque(c) for c in controls], n=3, max_new_tokens=10, seed=4
+        )
+        for a, b in zip(fast, slow, strict=True):
+            assert a.token_ids == b.token_ids
+            assert a.stop_reason == b.stop_reason
+            assert torch.allclose(a.logq, b.logq, atol=1e-5)
+            assert torch.allclose(a.step_kl, b.step_kl, atol=1e-5)
+        assert sum(float(s.step_kl.sum()) for s in fast) > 0

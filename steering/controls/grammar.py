@@ -80,6 +80,26 @@ def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
     return torch.from_numpy(bits.view(np.bool_))[:, :vocab]
 
 
+# A row that allows at most this share of the vocabulary is handed to the engine as token ids.
+SPARSE_SHARE = 1 / 8
+
+
+def row_pool(words: np.ndarray, vocab: int, width: int) -> torch.Tensor:
+    """One row of a bitmask, (ceil(V/32),) uint32 → its pool for the engine's `token_pools` draw.
+
+    Returns the sorted allowed ids (int64) when they are few, else a (width,) bool row: True where
+    allowed, False past `vocab` (logits wider than the tokenizer).
+    """
+    if sys.byteorder != "little":
+        words = words.astype("<u4")
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[:vocab].view(np.bool_)
+    if np.count_nonzero(bits) <= SPARSE_SHARE * width:
+        return torch.from_numpy(np.flatnonzero(bits))
+    allowed = torch.zeros(width, dtype=torch.bool)
+    allowed[:vocab] = torch.from_numpy(bits)
+    return allowed
+
+
 class _Rows(Protocol):
     """One matcher per batch row, behind the few calls the control needs; `vocab` tokens per mask."""
 
@@ -232,9 +252,8 @@ class Grammar:
             )
         return self._rows
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """scores: (B, V) → (B, V) with −inf where the row's grammar forbids the token."""
-        batch, vocab = scores.shape
+    def _fill(self, batch: int, vocab: int) -> tuple[_Rows, torch.Tensor, list[int]]:
+        """Every live row's matcher fills its row of the bitmask; ended rows allow everything."""
         rows = self._prepared_rows(batch, vocab)
         if self._bitmask is None:  # one buffer per batch, rewritten at every step
             self._bitmask = torch.empty((batch, (rows.vocab + 31) // 32), dtype=torch.int32)
@@ -245,13 +264,34 @@ class Grammar:
                 bitmask[row].fill_(-1)  # this row has ended; its scores are not sampled from any more
             else:
                 live.append(row)
+        if live:
+            rows.fill(bitmask, live)
+        return rows, bitmask, live
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """scores: (B, V) → (B, V) with −inf where the row's grammar forbids the token."""
+        batch, vocab = scores.shape
+        rows, bitmask, live = self._fill(batch, vocab)
         if not live:
             return scores
-        rows.fill(bitmask, live)
         allowed = unpack_bitmask(bitmask, min(vocab, rows.vocab))
         if vocab > rows.vocab:  # logits padded past the tokenizer: those ids are never text
             allowed = torch.nn.functional.pad(allowed, (0, vocab - rows.vocab), value=False)
         return torch.where(allowed.to(scores.device), scores, float("-inf"))
+
+    def token_pools(self, input_ids: torch.Tensor, vocab: int) -> list[torch.Tensor | None]:
+        """The same masks as `__call__`, per row: allowed ids, an allowed bool row, or None (all).
+
+        The engine samples a small pool without touching the rest of the vocabulary (a JSON schema's
+        structure allows one to a few tokens of 262k), and a large one without a (B, V) `where`.
+        """
+        batch = int(input_ids.shape[0])
+        rows, bitmask, live = self._fill(batch, vocab)
+        pools: list[torch.Tensor | None] = [None] * batch
+        words = bitmask.numpy().view(np.uint32)
+        for row in live:
+            pools[row] = row_pool(words[row], min(vocab, rows.vocab), vocab)
+        return pools
 
     def is_complete(self, generated: Sequence[int], *, row: int) -> bool:
         """Consume the newly sampled token; True once the grammar can only stop."""

@@ -33,7 +33,7 @@ import torch
 
 from steering.controls.base import ContextControl, LogitControl, describe, split_controls
 from steering.decode.samples import Sample, Samples
-from steering.decode.sampling import probabilities, row_seed, sample_inverse_cdf, step_kl
+from steering.decode.sampling import invert_cdf, probabilities, row_seed, sample_inverse_cdf, step_kl
 from steering.decode.splice import can_splice, splice
 from steering.decode.stops import find_stop, search_start
 from steering.errors import InvalidArgument
@@ -529,6 +529,11 @@ def _draw(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One step: apply the logit controls, sample, and return (tokens, log q of them, step KL)."""
     point_mass = bool(controls) and getattr(controls[-1], "point_mass", False)
+    pooled = logp_base.device.type == "cpu"  # on a GPU the dense kernels are cheap; per-row work syncs
+    if pooled and controls and all(callable(getattr(c, "token_pools", None)) for c in controls):
+        uniforms = _uniforms(rows, logp_base.device)
+        pools = [c.token_pools(sequences, logp_base.shape[-1]) for c in controls]
+        return _draw_from_pools(logp_base, _intersect(pools), uniforms, rows)
     scores = logp_base
     for control in controls[:-1] if point_mass else controls:
         scores = control(sequences, scores)
@@ -538,21 +543,93 @@ def _draw(
         picked = torch.zeros(tokens.shape, device=tokens.device)
         kl = -logp_base.gather(-1, tokens[:, None]).squeeze(-1)
         return tokens, picked, kl
-    uniforms = torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(logp_base.device)
+    uniforms = _uniforms(rows, logp_base.device)
     if controls and all(getattr(c, "masks_only", False) for c in controls):
-        # Pools only remove tokens: q = p restricted to the kept ones and renormalised, so
-        # log q = log p − log Z_kept and KL(q_t ‖ p_t) = −log Z_kept exactly — no second log-softmax,
-        # no pass over the vocabulary for the KL. The draw normalises the masked mass itself.
-        kept_probs = probabilities(logp_base).masked_fill_(scores == float("-inf"), 0.0)
-        log_kept = kept_probs.sum(-1).log()
-        tokens = sample_inverse_cdf(scores, uniforms, probs=kept_probs)
-        picked = logp_base.gather(-1, tokens[:, None]).squeeze(-1) - log_kept
-        return tokens, picked, -log_kept
+        return _draw_masked(logp_base, scores != float("-inf"), uniforms)
     logq = scores.log_softmax(-1) if controls else logp_base
     probs = probabilities(scores)
     tokens = sample_inverse_cdf(logq, uniforms, probs=probs)
     kl = step_kl(logq, logp_base, probs=probs) if controls else torch.zeros(len(rows), device=logq.device)
     return tokens, logq.gather(-1, tokens[:, None]).squeeze(-1), kl
+
+
+def _uniforms(rows: list[_Row], device: torch.device) -> torch.Tensor:
+    """One U[0, 1) draw per row from the row's own generator."""
+    return torch.stack([torch.rand((), generator=r.generator) for r in rows]).to(device)
+
+
+def _draw_masked(
+    logp_base: torch.Tensor, allowed: torch.Tensor, uniforms: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The exact fast path of pools, which only remove tokens: (tokens, log q of them, step KL).
+
+    q = p restricted to the kept tokens and renormalised, so log q = log p − log Z_kept and
+    KL(q_t ‖ p_t) = −log Z_kept exactly: no second log-softmax and no pass over the vocabulary for
+    the KL; Z_kept is the total the draw sums anyway.
+    """
+    kept = probabilities(logp_base).mul_(allowed)
+    tokens, mass = invert_cdf(kept, uniforms)
+    log_kept = mass.log().to(logp_base.dtype)
+    return tokens, logp_base.gather(-1, tokens[:, None]).squeeze(-1) - log_kept, -log_kept
+
+
+def _intersect(pools: list[list[torch.Tensor | None]]) -> list[torch.Tensor | None]:
+    """Per row, the tokens every control allows; a pool is ids, a bool row, or None (every token)."""
+    merged = list(pools[0])
+    for other in pools[1:]:
+        for i, b in enumerate(other):
+            a = merged[i]
+            if b is None or a is None:
+                merged[i] = a if b is None else b
+            elif a.dtype == torch.bool and b.dtype == torch.bool:
+                merged[i] = a & b
+            elif a.dtype == torch.bool:
+                merged[i] = b[a[b]]
+            else:
+                merged[i] = a[b[a]] if b.dtype == torch.bool else a[torch.isin(a, b)]
+    return merged
+
+
+def _draw_from_pools(
+    logp_base: torch.Tensor, pools: list[torch.Tensor | None], uniforms: torch.Tensor, rows: list[_Row]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The mask-only step from each row's pool (`token_pools`): the dense path's numbers, less work.
+
+    A pool of token ids is sampled without touching the rest of the vocabulary: log q = log p −
+    log Z_pool, KL = −log Z_pool, the token inverts the pool's CDF in token order. Bool rows (large
+    pools) and None (every token) go through `_draw_masked` together. Ended rows are skipped: their
+    token is never used.
+    """
+    batch, vocab = logp_base.shape
+    tokens = torch.zeros(batch, dtype=torch.long)
+    picked = torch.zeros(batch, dtype=logp_base.dtype)
+    kl = torch.zeros(batch, dtype=logp_base.dtype)
+    dense: list[int] = []
+    for i, pool in enumerate(pools):
+        if rows[i].stop_reason is not None:
+            continue
+        if pool is None or pool.dtype == torch.bool or len(pool) == 0:
+            dense.append(i)
+            continue
+        values = logp_base[i, pool]
+        log_kept = torch.logsumexp(values, 0)
+        cdf = values.softmax(0).to(torch.float64).cumsum(0)
+        target = uniforms[i].to(torch.float64) * cdf[-1]
+        index = int(torch.searchsorted(cdf, target[None], right=True).clamp_(max=len(pool) - 1))
+        tokens[i] = pool[index]
+        picked[i] = values[index] - log_kept
+        kl[i] = -log_kept
+    if dense:
+        allowed = torch.ones((len(dense), vocab), dtype=torch.bool)
+        for j, i in enumerate(dense):
+            pool = pools[i]
+            if pool is not None and pool.dtype == torch.bool:
+                allowed[j] = pool
+            elif pool is not None:  # an empty pool: nothing allowed
+                allowed[j] = False
+        index = torch.tensor(dense)
+        tokens[index], picked[index], kl[index] = _draw_masked(logp_base[index], allowed, uniforms[index])
+    return tokens, picked, kl
 
 
 def _update_text(model: LanguageModel, row: _Row, stops: tuple[str, ...], is_eos: bool) -> None:

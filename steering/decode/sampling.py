@@ -32,9 +32,6 @@ def sample_inverse_cdf(
 ) -> torch.Tensor:
     """Draw one token per row from exp(logq) by inverting its CDF.
 
-    Two levels so that no full-vocabulary cumulative sum is needed: pick a block of `block` tokens by
-    its mass (float64 cumulative sum over the blocks), then the token inside it.
-
     Args:
         logq: (B, V) normalised log-probabilities (−inf for excluded tokens).
         uniforms: (B,) draws from U[0, 1), one per row.
@@ -43,31 +40,48 @@ def sample_inverse_cdf(
     Returns:
         (B,) token ids. A token with probability 0 is never returned.
     """
-    rows, vocab = logq.shape
-    if probs is None:
-        probs = probabilities(logq)
+    tokens, _ = invert_cdf(probabilities(logq) if probs is None else probs, uniforms, block=block)
+    return tokens
+
+
+def invert_cdf(
+    weights: torch.Tensor, uniforms: torch.Tensor, *, block: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row in proportion to non-negative `weights` (they need not sum to 1).
+
+    Two levels so that no full-vocabulary cumulative sum is needed: pick a block of `block` tokens by
+    its mass (float64 cumulative sum over the blocks), then the token inside it.
+
+    Args:
+        weights: (B, V) non-negative; 0 for excluded tokens, at least one positive per row.
+        uniforms: (B,) draws from U[0, 1), one per row.
+
+    Returns:
+        (B,) token ids (never one of weight 0) and (B,) float64 total weight per row.
+    """
+    rows, vocab = weights.shape
     padding = (-vocab) % block
-    if padding:
-        probs = torch.nn.functional.pad(probs, (0, padding))
-    blocks = probs.view(rows, -1, block)
+    padded = torch.nn.functional.pad(weights, (0, padding)) if padding else weights
+    blocks = padded.view(rows, -1, block)
     block_mass = blocks.sum(-1, dtype=torch.float64)
     block_cdf = block_mass.cumsum(-1)
-    targets = uniforms.to(torch.float64) * block_cdf[:, -1]
+    total = block_cdf[:, -1]
+    targets = uniforms.to(torch.float64) * total
     last_block = block_cdf.shape[-1] - 1
     chosen = torch.searchsorted(block_cdf, targets[:, None], right=True).squeeze(-1).clamp_(max=last_block)
     before = (block_cdf - block_mass).gather(-1, chosen[:, None]).squeeze(-1)
-    row_index = torch.arange(rows, device=logq.device)
+    row_index = torch.arange(rows, device=weights.device)
     inner_cdf = blocks[row_index, chosen].to(torch.float64).cumsum(-1)
     inner = torch.searchsorted(inner_cdf, (targets - before)[:, None], right=True).squeeze(-1)
     tokens = chosen * block + inner.clamp_(max=block - 1)
     tokens = tokens.clamp_(max=vocab - 1)
     # Rounding can push a draw that lands at the very end of the mass onto a token with none.
-    bad = logq.gather(-1, tokens[:, None]).squeeze(-1) == float("-inf")
+    bad = weights.gather(-1, tokens[:, None]).squeeze(-1) == 0
     if bool(bad.any()):
-        positions = torch.arange(vocab, device=logq.device)
-        last_with_mass = torch.where(logq[bad] > float("-inf"), positions, -1).amax(-1)
+        positions = torch.arange(vocab, device=weights.device)
+        last_with_mass = torch.where(weights[bad] > 0, positions, -1).amax(-1)
         tokens[bad] = last_with_mass
-    return tokens
+    return tokens, total
 
 
 def step_kl(logq: torch.Tensor, logp: torch.Tensor, *, probs: torch.Tensor | None = None) -> torch.Tensor:
