@@ -112,6 +112,15 @@ class EndsWith(Model):
         self.twist(self.close_lp)
 
 
+def distinct_ess(texts: list[str], weights: np.ndarray) -> float:
+    """ESS with copies of one text merged (their weights summed): N copies of a sample are one sample."""
+    merged: dict[str, float] = {}
+    for text, weight in zip(texts, weights, strict=True):
+        merged[text] = merged.get(text, 0.0) + float(weight)
+    total = sum(merged.values())
+    return total**2 / sum(w * w for w in merged.values()) if total > 0 else 0.0
+
+
 def load_lm(dtype: str, batch_size: int) -> CachedCausalLM:
     # Same as CachedCausalLM.from_pretrained(dir, backend="hf"), but with an explicit CPU/dtype.
     tok = AutoTokenizer.from_pretrained(MODEL_DIR)
@@ -189,6 +198,7 @@ def main() -> None:
             candidates=len(CANDIDATES),
             log_Z=float(logsumexp(lw) - np.log(a.particles)) if len(lw) else None,
             candidate_ess=float(1 / np.sum(norm**2)) if len(lw) else 0.0,
+            candidate_ess_distinct=distinct_ess([t for t, _ in CANDIDATES], norm),
             samples=[
                 dict(
                     text=CANDIDATES[i][0],
