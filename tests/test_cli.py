@@ -94,6 +94,8 @@ def test_demo_small_run_writes_report(tmp_path):
     assert "<svg" in report and "few-shot" in report and "What is the capital of France?" in report
     assert "Quoting only from a source" in report and "PPLM (bag of words)" in report
     assert "a story that ends with a phrase" in report and "Prompt as reward" in report
+    assert "Instruction tuning from the base model itself" in report and "SFT adapter (own demos)" in report
+    assert "soft prompt (own demos)" in report and "RL-trained policy" in report
     assert "http://" not in report.replace("http://www.w3.org/2000/svg", "")
 
 

@@ -18,6 +18,12 @@ def test_full_demo_shows_what_prompting_changes(gemma, tmp_path):
     assert raw.summary.new_question_rate > few.summary.new_question_rate
     assert few.greedy_summary.accuracy is not None and few.greedy_summary.accuracy >= 0.3
     assert raw.summary.mean_kl == 0.0 and qa.summary.mean_kl > 0
+    # Instruction tuning on the base model's own demonstrations: asked the bare question, the adapter
+    # stops and stops inventing questions where the raw base does not.
+    sft = by_name["SFT adapter (own demos)"]
+    assert sft.summary.stop_rate > raw.summary.stop_rate
+    assert sft.summary.new_question_rate < raw.summary.new_question_rate
+    assert sft.summary.mean_kl > 0
     assert outcome.report.is_file()
     base = next(r for r in outcome.sentiment if r.technique == "base model")
     assert base.kl == 0.0

@@ -1,7 +1,8 @@
 """`steer demo`: what the raw base model does with questions, and what each technique changes.
 
-v0 (foundation): raw continuation vs the Q:/A: wrapper with a stop sequence vs few-shot prompting, on
-the built-in questions. Each technique is decoded twice: ancestral sampling at temperature 1 (the
+Raw continuation vs the Q:/A: wrapper with a stop sequence vs few-shot prompting vs an SFT adapter and
+a soft prompt trained on demonstrations the base model wrote itself (`demo_train`), on the built-in
+questions. Each technique is decoded twice: ancestral sampling at temperature 1 (the
 distribution the books describe: stop rate, invented questions, repetition, KL to base) and greedy
 (accuracy as a reader would see it).
 """
@@ -23,6 +24,7 @@ from steering.cli.demo_controls import (
     controls_work_units,
     run_controls_section,
 )
+from steering.cli.demo_train import TUNED_TECHNIQUES, run_tuning_section, tuning_scale, tuning_sections
 from steering.controls import QA, FewShot, Greedy, demonstrations
 from steering.decode import Samples, generate
 from steering.eval import Summary, builtin_demonstrations, builtin_questions, summarise
@@ -108,8 +110,11 @@ def run_demo(
     prompts = [q.question for q in questions]
     answers = [q.answers for q in questions]
     started = time.time()
+    tuning = run_tuning_section(
+        model, prompts, out_dir=out_dir / "self-instruct", seed=seed, **tuning_scale(limit)
+    )
     results = []
-    for name, controls in techniques():
+    for name, controls in [*techniques(), *tuning.techniques]:
         kwargs = {"max_new_tokens": max_new_tokens, "seed": seed, "progress": progress}
         sampled = generate(model, prompts, controls=controls, **kwargs)  # type: ignore[arg-type]
         greedy = generate(model, prompts, controls=[*controls, Greedy()], **kwargs)  # type: ignore[arg-type]
@@ -117,10 +122,16 @@ def run_demo(
             TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))
         )
     controls_outcome = run_controls_section(model, seed=seed, progress=progress, **controls_scale(limit))
-    condition_outcome = run_condition_section(model, seed=seed, **condition_scale(limit))
+    condition_outcome = run_condition_section(
+        model, seed=seed, runs_dir=out_dir / "prompt-reward-rl", **condition_scale(limit)
+    )
     if progress is not None:
         progress(condition_work_units(**condition_scale(limit)))
-    extra = (*controls_sections(controls_outcome), *condition_sections(condition_outcome))
+    extra = (
+        *tuning_sections(tuning),
+        *controls_sections(controls_outcome),
+        *condition_sections(condition_outcome),
+    )
     elapsed = time.time() - started
     report = write_demo_report(model, results, prompts, out_dir / "report.html", elapsed=elapsed, extra=extra)
     return DemoResult(results, controls_outcome.label_rows, controls_outcome.sentiment, report)
@@ -141,7 +152,7 @@ def controls_scale(limit: int | None) -> dict[str, int]:
 def demo_work_units(count: int, max_new_tokens: int, limit: int | None = None) -> int:
     """Token slots the demo's progress bar counts: techniques × 2 decodings × prompts × tokens."""
     extra = controls_work_units(**controls_scale(limit)) + condition_work_units(**condition_scale(limit))
-    return len(techniques()) * 2 * count * max_new_tokens + extra
+    return (len(techniques()) + TUNED_TECHNIQUES) * 2 * count * max_new_tokens + extra
 
 
 def write_demo_report(

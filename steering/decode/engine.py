@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -532,7 +532,7 @@ def _draw(
     pooled = logp_base.device.type == "cpu"  # on a GPU the dense kernels are cheap; per-row work syncs
     if pooled and controls and all(callable(getattr(c, "token_pools", None)) for c in controls):
         uniforms = _uniforms(rows, logp_base.device)
-        pools = [c.token_pools(sequences, logp_base.shape[-1]) for c in controls]
+        pools = [cast(Any, c).token_pools(sequences, logp_base.shape[-1]) for c in controls]
         return _draw_from_pools(logp_base, _intersect(pools), uniforms, rows)
     scores = logp_base
     for control in controls[:-1] if point_mass else controls:
@@ -627,8 +627,10 @@ def _draw_from_pools(
                 allowed[j] = pool
             elif pool is not None:  # an empty pool: nothing allowed
                 allowed[j] = False
-        index = torch.tensor(dense)
-        tokens[index], picked[index], kl[index] = _draw_masked(logp_base[index], allowed, uniforms[index])
+        chosen = torch.tensor(dense)
+        tokens[chosen], picked[chosen], kl[chosen] = _draw_masked(
+            logp_base[chosen], allowed, uniforms[chosen]
+        )
     return tokens, picked, kl
 
 
