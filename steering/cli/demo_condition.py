@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from steering.condition import (
     PromptRewardPoint,
@@ -21,6 +22,7 @@ from steering.condition import (
 )
 from steering.eval.report import Section, line_chart_svg, table_html
 from steering.models import LanguageModel, load_model
+from steering.train.prompt_reward import TrainedPoint, train_prompt_as_reward
 
 PROMPT = "Once upon a time"
 PHRASE = " happily ever after."
@@ -33,6 +35,8 @@ MIN_CHARACTERS = (
 STRENGTHS = (0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, math.inf)
 LETTERS_PROMPT, LETTERS_SPANS, LETTERS_TOKENS = "ab", {1: "c", 3: "a"}, 4
 GEMMA_SPANS, GEMMA_TOKENS = {4: " dragon"}, 8
+# RL on the tiny model's prompt reward (β = 1): a few seconds per λ.
+LETTERS_RL = {"batch_size": 4, "samples_per_prompt": 16, "epochs": 150, "learning_rate": 1e-2, "lora_rank": 8}
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ConditionOutcome:
     exact_curve: list[PromptRewardPoint]
     gemma_curve: list[PromptRewardPoint]
     reward_samples: int
+    trained_curve: list[TrainedPoint]
 
 
 def condition_work_units(particles: int, max_new_tokens: int, reward_samples: int = 16) -> int:
@@ -57,6 +62,7 @@ def run_condition_section(
     max_new_tokens: int = 32,
     reward_samples: int = 16,
     seed: int = 0,
+    runs_dir: Path,
 ) -> ConditionOutcome:
     length = length_between(min(MIN_CHARACTERS, 4 * max_new_tokens), 10_000)
     target = Target(model, PROMPT, [ends_with(PHRASE), length], max_new_tokens=max_new_tokens)
@@ -85,8 +91,19 @@ def run_condition_section(
     gemma_curve = prompt_as_reward(
         model, PROMPT, GEMMA_SPANS, STRENGTHS, max_new_tokens=GEMMA_TOKENS, n=reward_samples, seed=seed
     )
+    trained_curve = train_prompt_as_reward(
+        letters,
+        LETTERS_PROMPT,
+        LETTERS_SPANS,
+        [s for s in STRENGTHS if math.isfinite(s)],
+        out_dir=runs_dir,
+        max_new_tokens=LETTERS_TOKENS,
+        exact=True,
+        rl=LETTERS_RL,
+        seed=seed,
+    )
     return ConditionOutcome(
-        rows, stories, particles, max_new_tokens, exact_curve, gemma_curve, reward_samples
+        rows, stories, particles, max_new_tokens, exact_curve, gemma_curve, reward_samples, trained_curve
     )
 
 
@@ -96,10 +113,14 @@ def _strength(value: float) -> str:
 
 def _reward_section(outcome: ConditionOutcome) -> Section:
     labels = [("∞" if math.isinf(p.strength) else f"{p.strength:g}") for p in outcome.exact_curve]
+    trained = {p.strength: p for p in outcome.trained_curve}
     chart = line_chart_svg(
         labels,
         {
             "tiny-letters, exact (enumeration)": [p.satisfied for p in outcome.exact_curve],
+            "tiny-letters, RL-trained policy (exact)": [
+                trained[p.strength].satisfied if p.strength in trained else None for p in outcome.exact_curve
+            ],
             f"gemma-270m, importance ({outcome.reward_samples} samples per λ)": [
                 p.satisfied for p in outcome.gemma_curve
             ],
@@ -112,6 +133,8 @@ def _reward_section(outcome: ConditionOutcome) -> Section:
             _strength(e.strength),
             e.satisfied,
             e.kl_to_conditional,
+            trained[e.strength].satisfied if e.strength in trained else None,
+            trained[e.strength].kl_to_conditional if e.strength in trained else None,
             g.satisfied,
             g.kl_to_conditional if math.isfinite(g.kl_to_conditional) else None,
             g.ess,
@@ -128,13 +151,17 @@ def _reward_section(outcome: ConditionOutcome) -> Section:
         f"{LETTERS_TOKENS} tokens, computed exactly by enumerating every completion. gemma-270m: prompt "
         f"{PROMPT!r}, fixed {GEMMA_SPANS} within {GEMMA_TOKENS} tokens, estimated by importance sampling "
         "with a proposal that boosts the fixed token by λ at its position (forces it at λ = ∞); the exact "
-        "weights make the estimate consistent, the ESS says how much to trust it.",
+        "weights make the estimate consistent, the ESS says how much to trust it. Trained: KL-regularised RL "
+        "with this reward and β = 1 (whose optimum is target_λ) on the tiny model, one LoRA policy per "
+        "finite λ, measured exactly; it follows the target's curve toward the prompt's conditional.",
         chart
         + table_html(
             [
                 "λ",
                 "tiny: target_λ(condition), exact",
                 "tiny: KL(conditional ‖ target_λ)",
+                "tiny: RL policy (conditional), exact",
+                "tiny: KL(conditional ‖ RL policy)",
                 "gemma: target_λ(condition), estimated",
                 "gemma: KL estimate",
                 "gemma: ESS",

@@ -80,6 +80,10 @@ def remove_adapter(model: LanguageModel, name: str) -> None:
     module = model.module
     if name in (getattr(module, "peft_config", None) or {}):
         module.delete_adapter(name)
+        if getattr(module, "peft_config", None):
+            # peft makes a remaining adapter the active one: switch it off, the state `Adapter.load`
+            # leaves a model in (adapters loaded, the base answering until one is attached).
+            module.disable_adapters()
 
 
 def save_adapter(

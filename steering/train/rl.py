@@ -8,7 +8,8 @@ seeds' variational reading of RLHF. Each optimizer step:
    a model control (the adapter on), so every sample carries exact base books (adapter off): per-token
    log q and log π;
 2. rewards from any callable `(prompts, completions) -> list[float]` (a function, a trained
-   `RewardModel`, a `condition/` potential wrapped as one); the KL enters the reward per sequence,
+   `RewardModel`, a `condition/` potential wrapped as one), or a soft token-id potential such as
+   `fixed_tokens(spans, strength=λ)` (λ per fixed position matched: the prompt as a reward); the KL enters the reward per sequence,
    r − β·Σ_t (log q − log π) (the k1 estimator of KL(q ‖ π) for that sample, exact books);
 3. advantages: leave-one-out baseline within each prompt's group (RLOO; `normalise=true` divides by
    the group's standard deviation, as GRPO);
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-from steering.condition.potentials import RewardFn, checked_rewards
+from steering.condition.potentials import FixedTokens, RewardFn, checked_rewards
 from steering.decode import generate
 from steering.errors import InvalidArgument
 from steering.jsonl import read_jsonl
@@ -145,7 +146,7 @@ class RL:
 
     name = "rl"
 
-    def __init__(self, reward: RewardFn | None = None, controls: Sequence[object] = ()) -> None:
+    def __init__(self, reward: RewardFn | FixedTokens | None = None, controls: Sequence[object] = ()) -> None:
         from steering.controls.base import split_controls
 
         _, logit, model_controls = split_controls(controls)
@@ -165,6 +166,15 @@ class RL:
     def encode(self, model: LanguageModel, examples: list[str], config: RLConfig) -> list[str]:
         if self.reward is None:
             self.reward = resolve_reward(config.reward, model)
+        bind = getattr(self.reward, "bind", None)
+        if callable(bind):  # a token-id potential, e.g. fixed_tokens(spans, strength=λ)
+            if getattr(self.reward, "hard", False):
+                raise InvalidArgument(
+                    "a hard condition is not a reward: its log potential is 0 or −inf",
+                    received=repr(self.reward),
+                    fix="give it a strength (e.g. fixed_tokens(spans, strength=4.0)), or sample it with condition/",
+                )
+            self.reward = bind(model.tokenizer)
         return examples
 
     def backward(self, model: LanguageModel, rows: list[str], config: RLConfig) -> dict[str, Any]:
@@ -187,10 +197,7 @@ class RL:
             module.enable_adapters()
             module.train()
         generation_s = time.perf_counter() - started
-        rewards = torch.tensor(
-            checked_rewards(self.reward, [s.prompt for s in samples], samples.texts, name="the RL reward"),
-            dtype=torch.float32,
-        )
+        rewards = torch.tensor(_rewards(self.reward, samples), dtype=torch.float32)
         k1 = torch.tensor([float(kl_k1(s.logq, s.logp_base).sum()) for s in samples])
         k3 = torch.tensor([float(kl_k3(s.logq, s.logp_base).sum()) for s in samples])
         returns = rewards - config.beta * k1
@@ -220,6 +227,19 @@ class RL:
         return {"eval_loss": 0.0}
 
 
+def _rewards(reward: Any, samples: Any) -> list[float]:
+    """One reward per sample: a token-id potential scores the token ids, any other reward the texts."""
+    by_ids = getattr(reward, "log_potential_ids", None)
+    if callable(by_ids):
+        return checked_rewards(
+            lambda _prompts, _texts: by_ids([s.token_ids for s in samples]),
+            [s.prompt for s in samples],
+            samples.texts,
+            name=repr(reward),
+        )
+    return checked_rewards(reward, [s.prompt for s in samples], samples.texts, name="the RL reward")
+
+
 def _policy_logprobs(model: LanguageModel, samples: list[Any]) -> torch.Tensor:
     """(N,) log q_θ of each sampled completion under the policy, with gradients (teacher forced)."""
     rows = []
@@ -232,7 +252,7 @@ def _policy_logprobs(model: LanguageModel, samples: list[Any]) -> torch.Tensor:
 def train_rl(
     config: RLConfig,
     *,
-    reward: RewardFn | None = None,
+    reward: RewardFn | FixedTokens | None = None,
     controls: Sequence[object] = (),
     resume: bool = False,
     model: LanguageModel | None = None,
