@@ -246,3 +246,43 @@ def test_gemma_sft_few_steps(tmp_path):
     assert after > before
     samples = generate(model, [prompt], controls=[Adapter(result.adapter)], n=2, max_new_tokens=4)
     assert all(s.kl >= 0 and len(s.logp_base) == len(s.token_ids) for s in samples)
+
+
+def test_full_fine_tuning_writes_a_model_resumes_exactly_and_hands_the_base_back(tmp_path):
+    model = load_model("tiny-random", dtype="float32")
+    before = _answer_logprob(model, None)
+    flags = [p.requires_grad for p in model.module.parameters()]
+    whole = train_sft(_config(tmp_path, "whole", full=True, learning_rate=1e-3), model=model)
+    assert _answer_logprob(model, None) == pytest.approx(before, abs=1e-6)  # the caller's weights restored
+    assert [p.requires_grad for p in model.module.parameters()] == flags
+    assert whole.adapter.name == "model" and (whole.adapter / "model.safetensors").is_file()
+    tuned = load_model(str(whole.adapter), dtype="float32")  # a model directory, loadable by path
+    assert _answer_logprob(tuned, None) > before + 5.0
+    parts = _config(tmp_path, "parts", full=True, learning_rate=1e-3)
+    train_sft(parts, model=load_model("tiny-random", dtype="float32"), stop_after=4)
+    resumed = train_sft(parts, model=load_model("tiny-random", dtype="float32"), resume=True)
+    a = load_file(str(whole.adapter / "model.safetensors"))
+    b = load_file(str(resumed.adapter / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_full_is_refused_for_methods_that_need_the_base_beside(tmp_path):
+    from steering.train import DPOConfig, train_dpo
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"prompt": "Q:", "chosen": " a", "rejected": " b"}) + "\n")
+    config = DPOConfig(data=str(data), model="tiny-random", out=str(tmp_path / "dpo"), full=True)
+    with pytest.raises(InvalidArgument, match=r"(?i)full=true .* is for SFT"):
+        train_dpo(config, model=load_model("tiny-random", dtype="float32"))
+    assert not (tmp_path / "dpo").exists()
+
+
+def test_a_second_run_leaves_the_base_answering_after_an_adapter_was_used(tmp_path):
+    """Training after an `Adapter` was attached once: the model must come back as the base, not with the
+    earlier adapter switched on (peft activates a remaining adapter when one is deleted)."""
+    model = load_model("tiny-random", dtype="float32")
+    before = _answer_logprob(model, None)
+    first = train_sft(_config(tmp_path, "first"), model=model)
+    assert _answer_logprob(model, first.adapter) > before + 5.0  # attaches it, then detaches
+    train_sft(_config(tmp_path, "second"), model=model)
+    assert _answer_logprob(model, None) == pytest.approx(before, abs=1e-5)

@@ -23,6 +23,7 @@ from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
 from steering.train.adapters import add_lora, remove_adapter, save_adapter
 from steering.train.data import split
+from steering.train.full import FullWeights
 from steering.train.losses import warmup_cosine
 from steering.train.run import RunDir
 
@@ -55,6 +56,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     dtype: str = "float32"
+    full: bool = False  # SFT: train every weight (a model directory) instead of a LoRA adapter
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -142,6 +144,13 @@ def run_training(
     stop_after: int | None = None,
 ) -> TrainResult:
     """Train `method`'s adapter; see the module docstring. `stop_after` ends after that step (resume tests)."""
+    if config.full and method.name != "sft":
+        raise InvalidArgument(
+            f"full=true (every weight trained) is for SFT; {method.name} needs the base model beside "
+            "the trained one (its reference or base books come from the adapter switched off)",
+            received=f"full=true for {method.name}",
+            fix="drop full=true (train a LoRA adapter), or use steer train sft",
+        )
     examples = method.load(config)
     train_examples, eval_examples = split(examples, config.eval_fraction, config.seed)
     run = RunDir(config.out)
@@ -151,10 +160,13 @@ def run_training(
     eval_rows = method.encode(model, eval_examples, config) if eval_examples else []
 
     torch.manual_seed(config.seed)
-    # A method that owns its weights (a soft prompt) makes them; the others train a LoRA adapter.
-    owns_weights = callable(getattr(method, "make_parameters", None))
-    if owns_weights:
-        params = method.make_parameters(model, config)  # type: ignore[attr-defined]
+    # A method that owns its weights (a soft prompt) makes them; `full` trains every weight; the others
+    # train a LoRA adapter.
+    owner: Any = method if callable(getattr(method, "make_parameters", None)) else None
+    if config.full:
+        owner = FullWeights()
+    if owner is not None:
+        params = owner.make_parameters(model, config)
     else:
         params = add_lora(
             model,
@@ -180,8 +192,8 @@ def run_training(
     state: dict[str, Any] = {"best_eval": None, "bad_evals": 0}
     step = 0
     if checkpoint is not None:
-        if owns_weights:
-            method.load_weights(checkpoint / "adapter")  # type: ignore[attr-defined]
+        if owner is not None:
+            owner.load_weights(checkpoint / "adapter")
         else:
             load_adapter_weights(model, method.name, checkpoint / "adapter")
         load_extra = getattr(method, "load_extra", None)
@@ -190,10 +202,12 @@ def run_training(
         state = RunDir.load_checkpoint(checkpoint, optimizer, scheduler)
         step = int(state.pop("step"))
 
+    final = run.path / ("model" if config.full else "adapter")  # a full run's weights are a model
+
     def write_adapter(directory: Path) -> None:
         meta = {"method": method.name, "step": step}
-        if owns_weights:
-            method.save_weights(model, directory, meta)  # type: ignore[attr-defined]
+        if owner is not None:
+            owner.save_weights(model, directory, meta)
         else:
             save_adapter(model, method.name, directory, meta, save_extra)
 
@@ -231,7 +245,7 @@ def run_training(
                 best = state["best_eval"]
                 if best is None or record["eval_loss"] < best:
                     state.update(best_eval=record["eval_loss"], bad_evals=0)
-                    write_adapter(run.path / "adapter")
+                    write_adapter(final)
                 else:
                     state["bad_evals"] += 1
             run.log(record)
@@ -246,7 +260,7 @@ def run_training(
         if stopped == "stopped":
             save()
         elif not eval_rows:
-            write_adapter(run.path / "adapter")
+            write_adapter(final)
     except KeyboardInterrupt:
         save()
         raise TrainingInterrupted(
@@ -256,13 +270,13 @@ def run_training(
     finally:
         # The model is the base again: use the saved adapter with `Adapter(result.adapter)`.
         module.eval()
-        if owns_weights:
-            method.release(model)  # type: ignore[attr-defined]
+        if owner is not None:
+            owner.release(model)
         else:
             remove_adapter(model, method.name)
     if config.max_steps and step >= config.max_steps and stopped == "done":
         stopped = "max_steps"
-    return TrainResult(run.path, run.path / "adapter", step, stopped, run.metrics())
+    return TrainResult(run.path, final, step, stopped, run.metrics())
 
 
 def _evaluate(method: Method, model: LanguageModel, rows: list[Any], config: Any) -> dict[str, Any]:
