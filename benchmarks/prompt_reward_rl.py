@@ -33,7 +33,7 @@ STRENGTHS = (0.0, 1.0, 2.0, 4.0, 8.0)
 TINY = {"model": "tiny-letters", "prompt": "ab", "spans": {1: "c", 3: "a"}, "tokens": 4}
 TINY_RL = {"batch_size": 4, "samples_per_prompt": 16, "epochs": 150, "learning_rate": 1e-2, "lora_rank": 8}
 GEMMA = {"model": "gemma-270m", "prompt": "Once upon a time", "spans": {1: " there"}, "tokens": 8}
-GEMMA_RL = {"batch_size": 4, "samples_per_prompt": 8, "epochs": 24, "learning_rate": 1e-3}
+GEMMA_RL = {"batch_size": 4, "samples_per_prompt": 8, "epochs": 24, "learning_rate": 1e-4}
 
 
 def _run(setup: dict[str, Any], rl: dict[str, Any], *, exact: bool, samples: int, out: Path) -> list[dict]:
@@ -164,6 +164,14 @@ def write_markdown(path: Path, saved: dict[str, Any]) -> None:
         f"within {gemma['setup']['tokens']} tokens; RL {gemma['rl']}.",
         "",
         *_table(gemma["rows"], exact=False),
+        "",
+        "Reading: the policies follow their targets toward the conditional as λ grows. On tiny-letters RL "
+        "reaches its target for λ ≤ 2 (KL(policy ‖ target_λ) ≈ 0.01) and stalls near 0.7 satisfying for "
+        "λ ≥ 4; in trials neither 300 steps, LoRA rank 32, a 3× learning rate nor GRPO's scaling moved it: the "
+        "mass left is on completions that end early or miss one of the two positions, and the returns' "
+        "spread (0 to 2λ, minus the per-sample KL) makes REINFORCE's gradient noisier as λ grows. On "
+        "gemma-270m the condition (' there' as the 2nd token, base probability ≈ 0.14) is one the base meets "
+        "often enough for on-policy RL to learn from.",
         "",
         "Reproduce: `.venv/bin/python benchmarks/prompt_reward_rl.py --write BENCHMARKS.md`.",
     ]

@@ -58,3 +58,20 @@ def test_summarise_counts(tiny):
     assert summary.accuracy == 0.0
     assert 0.0 <= summary.stop_rate <= 1.0
     assert summary.mean_kl == 0.0
+
+
+def test_charts_place_every_point_and_legend_inside_the_picture():
+    import re
+
+    from steering.eval.report import line_chart_svg, xy_chart_svg
+
+    series = {f"series number {i}": [(0.0, 0.1 * i), (1.5, 0.2), (40.0, 0.9)] for i in range(5)}
+    svg = xy_chart_svg(series, title="t", x_label="KL", y_label="reward", log_x=True)
+    assert svg.count("<circle") == 15 and all(name in svg for name in series)
+    lines = line_chart_svg(
+        ["0", "1", "∞"], {f"s{i}": [0.1, None, 0.9] for i in range(4)}, title="t", y_label="y"
+    )
+    width, height = (float(v) for v in re.search(r'width="(\d+)" height="(\d+)"', lines).groups())
+    assert lines.count("<circle") == 8  # None leaves a gap
+    for x, y in re.findall(r'<rect x="([\d.]+)" y="([\d.]+)"', lines):
+        assert float(x) + 12 <= width and float(y) + 12 <= height

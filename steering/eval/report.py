@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,8 @@ def line_chart_svg(
     x_labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str, y_label: str
 ) -> str:
     """Lines over evenly spaced x positions (labelled), values in [0, 1]; None leaves a gap."""
-    width, height, left, bottom, top = 720, 300, 56, 70, 30
+    legend_rows = (len(series) + 1) // 2  # two legend entries per row under the plot
+    width, height, left, bottom, top = 720, 284 + 16 * legend_rows, 56, 54 + 16 * legend_rows, 30
     plot_w, plot_h = width - left - 20, height - bottom - top
     step = plot_w / max(len(x_labels) - 1, 1)
     parts = [
@@ -108,10 +110,9 @@ def line_chart_svg(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">'
                 f"<title>{html.escape(name)}: {v:.3f}</title></circle>"
             )
-        parts.append(f'<rect x="{left + s * 260}" y="{height - 22}" width="12" height="12" fill="{colour}"/>')
-        parts.append(
-            f'<text x="{left + s * 260 + 16}" y="{height - 12}" font-size="11">{html.escape(name)}</text>'
-        )
+        x, y = left + (s % 2) * 330, height - 16 * legend_rows - 6 + 16 * (s // 2)
+        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 16}" y="{y + 10}" font-size="11">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -158,6 +159,74 @@ def curve_svg(x: Sequence[float], series: Mapping[str, Sequence[float | None]], 
         parts.append(f'<rect x="{left + s * 180}" y="{height - 22}" width="12" height="12" fill="{colour}"/>')
         parts.append(
             f'<text x="{left + s * 180 + 16}" y="{height - 12}" font-size="11">{html.escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def xy_chart_svg(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+) -> str:
+    """Points (x, y) per series, joined in order of x; `log_x` spaces x by log10 (x ≤ 0 pinned left)."""
+    width, height, left, bottom, top, right = 720, 320, 64, 78, 30, 20
+    plot_w, plot_h = width - left - right, height - bottom - top
+    points = [p for values in series.values() for p in values]
+    if not points:
+        return ""
+    floor = min((x for x, _ in points if x > 0), default=1.0) / 2
+
+    def fx(x: float) -> float:
+        return math.log10(max(x, floor)) if log_x else x
+
+    xs, ys = [fx(x) for x, _ in points], [y for _, y in points]
+    x_low, x_high, y_low, y_high = min(xs), max(xs), min(ys), max(ys)
+    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + plot_w * (fx(x) - x_low) / x_span, top + plot_h * (1 - (y - y_low) / y_span)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
+        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle" font-size="11">'
+        f"{html.escape(x_label)}{' (log scale)' if log_x else ''}</text>",
+        f'<text x="14" y="{top + plot_h / 2}" font-size="11" transform="rotate(-90 14 {top + plot_h / 2})" '
+        f'text-anchor="middle">{html.escape(y_label)}</text>',
+    ]
+    for k in range(5):
+        yv = y_low + y_span * k / 4
+        y = top + plot_h * (1 - k / 4)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{yv:.3g}</text>')
+        xv = x_low + x_span * k / 4
+        label = 10**xv if log_x else xv
+        parts.append(
+            f'<text x="{left + plot_w * k / 4:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+            f'font-size="10">{label:.3g}</text>'
+        )
+    for s, (name, values) in enumerate(series.items()):
+        colour = _COLOURS[s % len(_COLOURS)]
+        placed = [(*at(x, y), x, y) for x, y in sorted(values)]
+        if len(placed) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in placed)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        for px, py, x, y in placed:
+            parts.append(
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{colour}">'
+                f"<title>{html.escape(name)}: ({x:.3g}, {y:.3g})</title></circle>"
+            )
+        column, row = s % 4, s // 4
+        parts.append(
+            f'<rect x="{left + column * 165}" y="{height - 30 + row * 16}" width="10" height="10" fill="{colour}"/>'
+        )
+        parts.append(
+            f'<text x="{left + column * 165 + 14}" y="{height - 21 + row * 16}" font-size="11">'
+            f"{html.escape(name)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
