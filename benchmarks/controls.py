@@ -65,39 +65,67 @@ def overhead(model, vector, *, repeats: int, max_new_tokens: int) -> list[dict[s
     return rows
 
 
-def reward_kl(model, vector, *, samples_per_start: int, max_new_tokens: int) -> list[dict[str, object]]:
+def sentiment_settings(vector, *, pplm: bool = True) -> list[tuple[str, str, list[object]]]:
+    """The reward–KL table's rows: (technique, strength, controls)."""
     prefix = Instruction("The following text is cheerful, warm and full of positive feelings.")
     settings: list[tuple[str, str, list[object]]] = [
         ("base model", "–", []),
         ("prompt prefix", "1 sentence", [prefix]),
         *[("bag of words", f"+{s:g}", [BagOfWords(POSITIVE_WORDS, s)]) for s in (2.0, 4.0, 8.0)],
         *[("steering vector (layer 6)", f"α={a:g}", [vector.with_alpha(a)]) for a in (1.0, 2.0, 4.0)],
-        *[("PPLM (bag of words)", f"step {s:g}", [PPLM(POSITIVE_WORDS, step_size=s)]) for s in (0.02, 0.05)],
     ]
-    rows = []
-    for technique, strength, controls in settings:
-        started = time.perf_counter()
-        samples = generate(
-            model, STARTS, controls=controls, n=samples_per_start, max_new_tokens=max_new_tokens, seed=0
+    if pplm:
+        settings += [
+            ("PPLM (bag of words)", f"step {s:g}", [PPLM(POSITIVE_WORDS, step_size=s)]) for s in (0.02, 0.05)
+        ]
+    return settings
+
+
+def sentiment_row(
+    model,
+    technique: str,
+    strength: str,
+    controls: list[object],
+    *,
+    samples_per_start: int,
+    max_new_tokens: int,
+) -> dict[str, object]:
+    """Mean VADER and mean KL to the base of `controls` on the STARTS openings (seed 0)."""
+    started = time.perf_counter()
+    samples = generate(
+        model, STARTS, controls=controls, n=samples_per_start, max_new_tokens=max_new_tokens, seed=0
+    )
+    seconds = time.perf_counter() - started
+    rewards = vader_reward([s.prompt for s in samples], samples.texts)
+    tokens = sum(len(s.token_ids) for s in samples)
+    row: dict[str, object] = {
+        "technique": technique,
+        "strength": strength,
+        "vader": statistics.mean(rewards),
+        "kl": float(samples.kl.mean()),
+        "tokens_per_s": tokens / seconds,
+        "example": samples[0].prompt + samples[0].text,
+    }
+    pplm = next((c for c in controls if isinstance(c, PPLM)), None)
+    if pplm is not None:
+        row["pplm_ms_per_step"] = 1000 * pplm.stats.seconds / pplm.stats.steps
+        row["pplm_iterations"] = pplm.iterations
+    print({k: v for k, v in row.items() if k != "example"}, flush=True)
+    return row
+
+
+def reward_kl(model, vector, *, samples_per_start: int, max_new_tokens: int) -> list[dict[str, object]]:
+    return [
+        sentiment_row(
+            model,
+            technique,
+            strength,
+            controls,
+            samples_per_start=samples_per_start,
+            max_new_tokens=max_new_tokens,
         )
-        seconds = time.perf_counter() - started
-        rewards = vader_reward([s.prompt for s in samples], samples.texts)
-        tokens = sum(len(s.token_ids) for s in samples)
-        row: dict[str, object] = {
-            "technique": technique,
-            "strength": strength,
-            "vader": statistics.mean(rewards),
-            "kl": float(samples.kl.mean()),
-            "tokens_per_s": tokens / seconds,
-            "example": samples[0].prompt + samples[0].text,
-        }
-        pplm = next((c for c in controls if isinstance(c, PPLM)), None)
-        if pplm is not None:
-            row["pplm_ms_per_step"] = 1000 * pplm.stats.seconds / pplm.stats.steps
-            row["pplm_iterations"] = pplm.iterations
-        rows.append(row)
-        print({k: v for k, v in row.items() if k != "example"}, flush=True)
-    return rows
+        for technique, strength, controls in sentiment_settings(vector)
+    ]
 
 
 def main() -> None:

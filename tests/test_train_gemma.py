@@ -115,3 +115,35 @@ def test_gemma_rl_and_soft_prompt(tmp_path, gemma_fp32):
     losses = [r["loss"] for r in soft.metrics]
     assert losses[-1] < losses[0]
     assert SoftPrompt.load(soft.adapter).vectors.shape == (4, gemma_fp32.module.config.hidden_size)
+
+
+def test_gemma_distil_an_infill_posterior(tmp_path, gemma_fp32):
+    """A posterior of ' dragon' at token 4 (importance, ForceTokens proposal) distilled into an adapter:
+    the weighted loss falls and the adapter makes the infill more likely under the plain sampler."""
+    from steering.condition import Target, fixed_tokens, importance
+    from steering.controls import ForceTokens
+    from steering.train import Adapter, DistillConfig, train_distill
+
+    spans, prompt = {4: " dragon"}, "Once upon a time"
+    target = Target(gemma_fp32, prompt, [fixed_tokens(spans)], max_new_tokens=8)
+    posterior = importance(target, n=16, proposal=[ForceTokens(spans)], seed=0)
+    assert posterior.found
+    result = train_distill(
+        DistillConfig(out=str(tmp_path / "distill"), learning_rate=1e-3, epochs=3, batch_size=8, **COMMON),
+        posterior=posterior,
+        model=gemma_fp32,
+    )
+    losses = [r["loss"] for r in result.metrics]
+    assert losses[-1] < losses[0]
+    dragon = gemma_fp32.encode_continuation(" dragon")
+    prefixes = [list(s.token_ids[:4]) for s in posterior.samples[:4]]
+    prompt_ids = gemma_fp32.encode(prompt)
+
+    def infill_logprob() -> float:
+        scored = gemma_fp32.logprobs([prompt_ids] * len(prefixes), [p + dragon for p in prefixes])
+        return sum(float(lp[4:].sum()) for lp in scored)
+
+    before = infill_logprob()
+    with Adapter(result.adapter).attached(gemma_fp32):
+        after = infill_logprob()
+    assert after > before  # log p(' dragon' at 4 | the posterior's own prefixes) went up

@@ -38,7 +38,7 @@ def test_prompt_ends_with_an_open_question():
 
 
 def test_bad_arguments_are_named(tiny):
-    with pytest.raises(InvalidArgument, match="n must be"):
+    with pytest.raises(InvalidArgument, match="N must be ≥ 1"):
         harvest_demonstrations(tiny, SEEDS, n=0)
     with pytest.raises(InvalidArgument, match="at least shots=5"):
         harvest_demonstrations(tiny, SEEDS, n=2, shots=5)

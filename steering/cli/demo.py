@@ -29,7 +29,7 @@ from steering.controls import QA, FewShot, Greedy, demonstrations
 from steering.decode import Samples, generate
 from steering.eval import Summary, builtin_demonstrations, builtin_questions, summarise
 from steering.eval.report import Section, bar_chart_svg, examples_html, table_html, write_report
-from steering.models import LanguageModel
+from steering.models import LanguageModel, load_model
 
 COLUMNS = (
     "technique",
@@ -110,8 +110,14 @@ def run_demo(
     prompts = [q.question for q in questions]
     answers = [q.answers for q in questions]
     started = time.time()
+    trainable = load_model(model.name, dtype="float32")  # one float32 copy for every training run
     tuning = run_tuning_section(
-        model, prompts, out_dir=out_dir / "self-instruct", seed=seed, **tuning_scale(limit)
+        model,
+        prompts,
+        out_dir=out_dir / "self-instruct",
+        seed=seed,
+        train_model=trainable,
+        **tuning_scale(limit),
     )
     results = []
     for name, controls in [*techniques(), *tuning.techniques]:
@@ -121,7 +127,15 @@ def run_demo(
         results.append(
             TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))
         )
-    controls_outcome = run_controls_section(model, seed=seed, progress=progress, **controls_scale(limit))
+    controls_outcome = run_controls_section(
+        model,
+        seed=seed,
+        progress=progress,
+        runs_dir=out_dir / "sentiment-rl",
+        train_model=trainable,
+        **controls_scale(limit),
+    )
+    del trainable
     condition_outcome = run_condition_section(
         model, seed=seed, runs_dir=out_dir / "prompt-reward-rl", **condition_scale(limit)
     )
@@ -138,15 +152,16 @@ def run_demo(
 
 
 def condition_scale(limit: int | None) -> dict[str, int]:
-    """SMC with 8 particles over 32 tokens and 16 samples per λ, or 2 over 8 and 4 for a `--limit` run."""
+    """SMC with 8 particles over 32 tokens, 16 samples per λ and 150 RL steps per λ on the tiny model, or
+    2 over 8, 4 and 10 for a `--limit` run."""
     if limit is None:
-        return {"particles": 8, "max_new_tokens": 32, "reward_samples": 16}
-    return {"particles": 2, "max_new_tokens": 8, "reward_samples": 4}
+        return {"particles": 8, "max_new_tokens": 32, "reward_samples": 16, "rl_epochs": 150}
+    return {"particles": 2, "max_new_tokens": 8, "reward_samples": 4, "rl_epochs": 10}
 
 
 def controls_scale(limit: int | None) -> dict[str, int]:
-    """The whole sentiment table, or a small one (2 openings × 1 sample) for a `--limit` run."""
-    return {} if limit is None else {"openings": 2, "samples_per_start": 1}
+    """The whole sentiment table, or a small one (2 openings × 1 sample, 1 RL step) for a `--limit` run."""
+    return {} if limit is None else {"openings": 2, "samples_per_start": 1, "rl_steps": 1}
 
 
 def demo_work_units(count: int, max_new_tokens: int, limit: int | None = None) -> int:

@@ -36,7 +36,8 @@ STRENGTHS = (0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, math.inf)
 LETTERS_PROMPT, LETTERS_SPANS, LETTERS_TOKENS = "ab", {1: "c", 3: "a"}, 4
 GEMMA_SPANS, GEMMA_TOKENS = {4: " dragon"}, 8
 # RL on the tiny model's prompt reward (β = 1): a few seconds per λ.
-LETTERS_RL = {"batch_size": 4, "samples_per_prompt": 16, "epochs": 150, "learning_rate": 1e-2, "lora_rank": 8}
+LETTERS_RL = {"batch_size": 4, "samples_per_prompt": 16, "learning_rate": 1e-2, "lora_rank": 8}
+LETTERS_RL_EPOCHS = 150  # one step per epoch (the prompts file holds one batch)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class ConditionOutcome:
     trained_curve: list[TrainedPoint]
 
 
-def condition_work_units(particles: int, max_new_tokens: int, reward_samples: int = 16) -> int:
+def condition_work_units(
+    particles: int, max_new_tokens: int, reward_samples: int = 16, rl_epochs: int = 0
+) -> int:
     return 2 * particles * max_new_tokens + len(STRENGTHS) * reward_samples * GEMMA_TOKENS
 
 
@@ -61,6 +64,7 @@ def run_condition_section(
     particles: int = 8,
     max_new_tokens: int = 32,
     reward_samples: int = 16,
+    rl_epochs: int = LETTERS_RL_EPOCHS,
     seed: int = 0,
     runs_dir: Path,
 ) -> ConditionOutcome:
@@ -99,7 +103,7 @@ def run_condition_section(
         out_dir=runs_dir,
         max_new_tokens=LETTERS_TOKENS,
         exact=True,
-        rl=LETTERS_RL,
+        rl={**LETTERS_RL, "epochs": rl_epochs},
         seed=seed,
     )
     return ConditionOutcome(

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from steering.controls import (
     PPLM,
@@ -26,7 +29,8 @@ from steering.controls import (
 from steering.decode import generate
 from steering.eval.report import Section, table_html
 from steering.eval.sentiment import vader_reward
-from steering.models import LanguageModel
+from steering.models import LanguageModel, load_model
+from steering.paths import atomic_write_text
 
 REVIEWS = [
     "Review: I loved every minute of this film, the acting was superb.\nSentiment:",
@@ -72,6 +76,26 @@ POSITIVE_WORDS = [
     "enjoy",
 ]
 SAMPLES_PER_START = 4
+# RL against the same reward, trained on openings of its own (none of STARTS): a point on the same table.
+RL_OPENINGS = [
+    "Yesterday I went to the market and",
+    "The new office building on our street",
+    "After the long drive we finally",
+    "The results of the survey show that",
+    "My brother called me last night to say",
+    "The train was late again, so",
+    "This morning the news reported that",
+    "The garden behind the house",
+    "During the holidays we usually",
+    "The teacher explained to the class that",
+    "When the package arrived,",
+    "The last time I visited the city,",
+    "Our neighbours have a dog that",
+    "The concert last weekend",
+    "At the end of the day,",
+    "The report from the committee",
+]
+RL_BETA, RL_STEPS = 0.1, 8
 PERSON_SCHEMA = {
     "type": "object",
     "properties": {
@@ -116,8 +140,10 @@ def sentiment_settings(model: LanguageModel) -> list[tuple[str, str, list[object
     ]
 
 
-def controls_work_units(openings: int = len(STARTS), samples_per_start: int = SAMPLES_PER_START) -> int:
-    sentiment = 7 * openings * samples_per_start * NEW_TOKENS
+def controls_work_units(
+    openings: int = len(STARTS), samples_per_start: int = SAMPLES_PER_START, rl_steps: int = RL_STEPS
+) -> int:
+    sentiment = (7 + bool(rl_steps)) * openings * samples_per_start * NEW_TOKENS
     return sentiment + JSON_SAMPLES * 48 + QUOTE_SAMPLES * QUOTE_TOKENS
 
 
@@ -128,6 +154,9 @@ def run_controls_section(
     progress: Callable[[int], None] | None = None,
     openings: int = len(STARTS),
     samples_per_start: int = SAMPLES_PER_START,
+    rl_steps: int = RL_STEPS,
+    runs_dir: Path | None = None,
+    train_model: LanguageModel | None = None,
 ) -> ControlsOutcome:
     """Labels, JSON, quotes, and the sentiment table on the first `openings` of STARTS."""
     label_rows: list[list[object]] = []
@@ -182,7 +211,60 @@ def run_controls_section(
                 samples[0].prompt + samples[0].text,
             )
         )
+    if rl_steps:
+        sentiment_rows.append(
+            _rl_row(
+                model,
+                train_model or load_model(model.name, dtype="float32"),
+                runs_dir=runs_dir,
+                steps=rl_steps,
+                openings=openings,
+                samples=samples_per_start,
+                seed=seed,
+            )
+        )
     return ControlsOutcome(label_rows, json_rows, quote_rows, sentiment_rows, openings * samples_per_start)
+
+
+def _rl_row(
+    model: LanguageModel,
+    train_model: LanguageModel,
+    *,
+    runs_dir: Path | None,
+    steps: int,
+    openings: int,
+    samples: int,
+    seed: int,
+) -> SentimentRow:
+    """KL-regularised RL on the VADER reward (β = RL_BETA, LoRA), trained on RL_OPENINGS, scored like the others."""
+    from steering.train import Adapter, RLConfig, train_rl
+
+    directory = Path(runs_dir or tempfile.mkdtemp(prefix="steering-rl-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    prompts = directory / "openings.jsonl"
+    atomic_write_text(prompts, "".join(json.dumps({"prompt": p}) + "\n" for p in RL_OPENINGS))
+    config = RLConfig(
+        data=str(prompts), model=model.name, out=str(directory / "run"), reward="vader", beta=RL_BETA,
+        learning_rate=3e-4, batch_size=8, samples_per_prompt=4, max_new_tokens=NEW_TOKENS,
+        max_steps=steps, epochs=steps, warmup_steps=0, save_every=10_000, seed=seed,
+    )  # fmt: skip
+    result = train_rl(config, model=train_model)
+    scored = generate(
+        model,
+        STARTS[:openings],
+        controls=[Adapter(result.adapter)],
+        n=samples,
+        max_new_tokens=NEW_TOKENS,
+        seed=seed,
+    )
+    rewards = vader_reward([s.prompt for s in scored], scored.texts)
+    return SentimentRow(
+        "RL on the VADER reward (LoRA)",
+        f"β={RL_BETA:g}, {result.steps} steps",
+        sum(rewards) / len(rewards),
+        float(scored.kl.mean()),
+        scored[0].prompt + scored[0].text,
+    )
 
 
 @dataclass(frozen=True)
@@ -229,7 +311,9 @@ def controls_sections(outcome: ControlsOutcome) -> list[Section]:
             "Probability tweaks: positive sentiment and what it costs",
             f"{outcome.samples_per_row} samples (neutral openings × samples each), {NEW_TOKENS} new tokens, temperature 1, "
             "same seed for every row. Reward = mean VADER compound score of the continuation; KL = mean "
-            "Σ(log q − log p_base) against the base model on the raw opening.",
+            "Σ(log q − log p_base) against the base model on the raw opening. The RL row is a LoRA policy "
+            "trained for a few steps of KL-regularised RL on the same reward (16 other openings, 8 × 4 "
+            "rollouts per step; benchmarks/reward_kl_frontier.py trains longer at several β).",
             table_html(
                 ["technique", "strength", "mean VADER", "mean KL (nats)", "example"],
                 [[r.technique, r.strength, r.reward, r.kl, r.example] for r in sentiment_rows],

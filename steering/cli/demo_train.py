@@ -28,8 +28,8 @@ class TuningOutcome:
 
 
 def tuning_scale(limit: int | None) -> dict[str, int]:
-    """128 harvested demonstrations and 2 epochs, or 16 and 1 for a `--limit` run."""
-    return {"demonstrations": 128, "epochs": 2} if limit is None else {"demonstrations": 16, "epochs": 1}
+    """128 harvested demonstrations and 2 epochs, or 8 and 1 for a `--limit` run."""
+    return {"demonstrations": 128, "epochs": 2} if limit is None else {"demonstrations": 8, "epochs": 1}
 
 
 def run_tuning_section(
@@ -40,9 +40,16 @@ def run_tuning_section(
     demonstrations: int = 128,
     epochs: int = 2,
     seed: int = 0,
+    train_model: LanguageModel | None = None,
 ) -> TuningOutcome:
     tuned = tune_from_base(
-        model, out_dir=out_dir, demonstrations=demonstrations, exclude=held_out, epochs=epochs, seed=seed
+        model,
+        out_dir=out_dir,
+        demonstrations=demonstrations,
+        exclude=held_out,
+        epochs=epochs,
+        seed=seed,
+        train_model=train_model,
     )
     techniques: list[tuple[str, list[object]]] = [
         ("SFT adapter (own demos)", [Adapter(tuned.sft.adapter)]),
