@@ -50,6 +50,7 @@ bench: install $(LLAMPPL)
 	# TRL is the training benchmark's competitor: it adds datasets, pandas, pyarrow; torch is untouched.
 	$(PIP) install --quiet trl==1.16.0
 	$(PY) benchmarks/training.py --write BENCHMARKS.md
+	$(PY) benchmarks/training_rl.py --write BENCHMARKS.md
 
 # llamppl (the conditioning benchmark's competitor) in its own venv: torch==2.13.0 first, then llamppl
 # and genlm-backend --no-deps (they would add bitsandbytes, pre-commit, ipykernel: unused here).
