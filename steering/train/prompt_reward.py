@@ -30,7 +30,15 @@ from typing import Any
 
 import torch
 
-from steering.condition import Target, enumerate_target, fixed_tokens, importance, length_between
+from steering.condition import (
+    Enumeration,
+    Posterior,
+    Target,
+    enumerate_target,
+    fixed_tokens,
+    importance,
+    length_between,
+)
 from steering.condition.potentials import FixedTokens
 from steering.controls.pool import ForceTokens
 from steering.decode import generate
@@ -101,6 +109,13 @@ def train_prompt_as_reward(
     hard = Target(model, prompt, [fixed_tokens(spans)], max_new_tokens=max_new_tokens)
     bound = hard.resolved[0]
     assert isinstance(bound, FixedTokens)
+    # What every λ is measured against, computed once: the base enumerated, or the conditional sampled.
+    everything = Target(model, prompt, [length_between(0, 10**9)], max_new_tokens=max_new_tokens)
+    reference = (
+        enumerate_target(everything)
+        if exact
+        else importance(hard, n=samples, proposal=[ForceTokens(dict(bound.spans))], seed=seed + 1)
+    )
     points = []
     for strength in values:
         adapter, steps = None, 0
@@ -115,29 +130,31 @@ def train_prompt_as_reward(
             )
             result = train_rl(config, reward=fixed_tokens(spans, strength=float(strength)), model=model)
             adapter, steps = result.adapter, result.steps
-        measure = _exact if exact else _sampled
-        points.append(measure(model, prompt, bound, strength, adapter, steps, max_new_tokens, samples, seed))
+        if isinstance(reference, Enumeration):
+            point = _exact(model, everything, reference, bound, strength, adapter, steps)
+        else:
+            point = _sampled(
+                model, prompt, reference, bound, strength, adapter, steps, max_new_tokens, samples, seed
+            )
+        points.append(point)
     return points
 
 
 def _exact(
     model: LanguageModel,
-    prompt: str,
+    everything: Target,
+    base: Enumeration,
     bound: FixedTokens,
     strength: float,
     adapter: Path | None,
     steps: int,
-    max_new_tokens: int,
-    samples: int,
-    seed: int,
 ) -> TrainedPoint:
-    everything = Target(model, prompt, [length_between(0, 10**9)], max_new_tokens=max_new_tokens)
-    base = enumerate_target(everything)
     if adapter is None:
         policy = base
     else:
         with Adapter(adapter).attached(model):
             policy = enumerate_target(everything)
+    prompt, max_new_tokens = everything.prompt, everything.max_new_tokens
     soft = Target(
         model, prompt, [fixed_tokens(bound.spans, strength=float(strength))], max_new_tokens=max_new_tokens
     )
@@ -163,6 +180,7 @@ def _exact(
 def _sampled(
     model: LanguageModel,
     prompt: str,
+    conditional: Posterior,
     bound: FixedTokens,
     strength: float,
     adapter: Path | None,
@@ -174,8 +192,6 @@ def _sampled(
     controls = [] if adapter is None else [Adapter(adapter)]
     drawn = generate(model, prompt, controls=controls, n=samples, max_new_tokens=max_new_tokens, seed=seed)
     satisfied = sum(bound.matches(s.token_ids) == len(bound.ids) for s in drawn) / samples
-    hard = Target(model, prompt, [fixed_tokens(bound.spans)], max_new_tokens=max_new_tokens)
-    conditional = importance(hard, n=samples, proposal=[ForceTokens(dict(bound.spans))], seed=seed + 1)
     prompt_ids = model.encode(prompt)
     ids = [list(s.token_ids) for s in conditional.samples]
     if adapter is None:
