@@ -36,17 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from common import machine, machine_line, write_section
+from harness import rss_mb, run_child, spawn, trl_arguments, trl_callback, versions
 
 TRAINERS = {"sft": ("ours", "trl"), "dpo": ("ours", "trl-pre", "trl")}
 BASELINE = {"sft": "trl", "dpo": "trl-pre"}  # the TRL run that does the same work as ours
@@ -58,7 +54,6 @@ LABELS = {
     ("dpo", "trl"): "TRL default (reference forward each step)",
 }
 CHILDREN = [f"{m}:{t}" for m, ts in TRAINERS.items() for t in ts]
-MB = 1024 * 1024
 
 
 def rows(count: int) -> list[dict[str, str]]:
@@ -75,26 +70,6 @@ def pairs(count: int) -> list[dict[str, str]]:
     ]
 
 
-def rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / MB
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def trl_callback(ends: list[float]) -> Any:
-    from transformers import TrainerCallback
-
-    class StepEnds(TrainerCallback):
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            ends.append(time.perf_counter())
-
-    return StepEnds()
-
-
 def trl_lora(args: argparse.Namespace) -> Any:
     from peft import LoraConfig
 
@@ -108,29 +83,11 @@ def trl_lora(args: argparse.Namespace) -> Any:
 
 
 def trl_common(args: argparse.Namespace, tmp: Path, lr: float) -> dict[str, Any]:
-    """TrainingArguments shared by both TRL trainers (ours: AdamW, cosine, no warm-up, clip 1.0)."""
+    """TrainingArguments shared by both TRL trainers: the harness's, plus batch and max length."""
     return {
-        "output_dir": str(tmp / "trl"),
-        "max_steps": args.steps,
+        **trl_arguments(tmp, steps=args.steps, learning_rate=lr),
         "per_device_train_batch_size": args.batch,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": lr,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": 0,
-        "weight_decay": 0.0,
-        "max_grad_norm": 1.0,
         "max_length": args.max_length,
-        "gradient_checkpointing": False,
-        "bf16": False,
-        "fp16": False,
-        "use_cpu": True,
-        "report_to": "none",
-        "save_strategy": "no",
-        "eval_strategy": "no",
-        "logging_steps": 1,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "seed": 0,
     }
 
 
@@ -347,38 +304,14 @@ def run_dpo_trl(args: argparse.Namespace, tmp: Path, precompute: bool) -> dict[s
     }
 
 
-def child(args: argparse.Namespace) -> None:
-    runs = {
-        "sft:ours": run_sft_ours,
-        "sft:trl": run_sft_trl,
-        "dpo:ours": run_dpo_ours,
-        "dpo:trl-pre": lambda a, t: run_dpo_trl(a, t, precompute=True),
-        "dpo:trl": lambda a, t: run_dpo_trl(a, t, precompute=False),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        result = runs[args.child](args, Path(tmp))
-    result["step_s"] = [b - a for a, b in zip(result["ends"], result["ends"][1:], strict=False)]
-    result["peak_mb"] = peak_mb()
-    Path(args.out).write_text(json.dumps(result))
-
-
-def spawn(method: str, trainer: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            f"{method}:{trainer}",
-            "--model",
-            model,
-            "--out",
-            out.name,
-        ]
-        for name in ("steps", "rows", "batch", "max_length", "rank", "lr", "dpo_lr", "beta"):
-            command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        subprocess.run(command, check=True, env=env)
-        return json.loads(Path(out.name).read_text())
+RUNS = {
+    "sft:ours": run_sft_ours,
+    "sft:trl": run_sft_trl,
+    "dpo:ours": run_dpo_ours,
+    "dpo:trl-pre": lambda a, t: run_dpo_trl(a, t, precompute=True),
+    "dpo:trl": lambda a, t: run_dpo_trl(a, t, precompute=False),
+}
+OPTIONS = ("steps", "rows", "batch", "max_length", "rank", "lr", "dpo_lr", "beta")
 
 
 def benchmark(method: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -389,7 +322,7 @@ def benchmark(method: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         for repeat in range(args.repeats):
             shift = repeat % len(trainers)  # rotate who goes first
             for trainer in trainers[shift:] + trainers[:shift]:
-                runs[trainer].append(spawn(method, trainer, model, args))
+                runs[trainer].append(spawn(__file__, f"{method}:{trainer}", model, args, OPTIONS))
         block = []
         for trainer, results in runs.items():
             # step_s[i] is step i + 2 (1-based): drop steps 1..warmup
@@ -427,12 +360,6 @@ def benchmark(method: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return table
 
 
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("trl", "transformers", "peft", "torch", "datasets")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -455,7 +382,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args)
+        run_child(RUNS[args.child], args)
         return
     methods = args.methods.split(",")
     result: dict[str, Any] = {m: benchmark(m, args) for m in methods}

@@ -48,11 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -60,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from common import PROMPTS, machine, machine_line, write_section
-from training import peak_mb, rss_mb, trl_callback, versions
+from harness import rss_mb, run_child, spawn, trl_arguments, trl_callback, versions
 
 TRAINERS = ("ours", "trl-rloo", "trl-grpo")
 LABELS = {
@@ -186,10 +182,8 @@ def run_trl(args: argparse.Namespace, tmp: Path, kind: str) -> dict[str, Any]:
     model = load_model(args.model, dtype="float32")
     loaded = rss_mb()
     common = {
-        "output_dir": str(tmp / "trl"),
-        "max_steps": args.steps,
+        **trl_arguments(tmp, steps=args.steps, learning_rate=args.lr),
         "per_device_train_batch_size": args.prompts * args.samples,  # completions, not prompts
-        "gradient_accumulation_steps": 1,
         "num_generations": args.samples,
         "num_iterations": 1,
         "max_completion_length": args.max_new_tokens,
@@ -198,22 +192,6 @@ def run_trl(args: argparse.Namespace, tmp: Path, kind: str) -> dict[str, Any]:
         "top_k": 0,
         "beta": args.beta,
         "use_vllm": False,
-        "learning_rate": args.lr,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": 0,
-        "weight_decay": 0.0,
-        "max_grad_norm": 1.0,
-        "gradient_checkpointing": False,
-        "bf16": False,
-        "fp16": False,
-        "use_cpu": True,
-        "report_to": "none",
-        "save_strategy": "no",
-        "eval_strategy": "no",
-        "logging_steps": 1,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "seed": 0,
     }
     config_class, trainer_class = (RLOOConfig, RLOOTrainer) if kind == "rloo" else (GRPOConfig, GRPOTrainer)
     trainer = trainer_class(
@@ -260,27 +238,12 @@ def run_trl(args: argparse.Namespace, tmp: Path, kind: str) -> dict[str, Any]:
     }
 
 
-def child(args: argparse.Namespace) -> None:
-    runs = {
-        "ours": run_ours,
-        "trl-rloo": lambda a, t: run_trl(a, t, "rloo"),
-        "trl-grpo": lambda a, t: run_trl(a, t, "grpo"),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        result = runs[args.child](args, Path(tmp))
-    result["step_s"] = [b - a for a, b in zip(result["ends"], result["ends"][1:], strict=False)]
-    result["peak_mb"] = peak_mb()
-    Path(args.out).write_text(json.dumps(result))
-
-
-def spawn(trainer: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, __file__, "--child", trainer, "--model", model, "--out", out.name]
-        for name in ("steps", "prompts", "samples", "max_new_tokens", "rank", "lr", "beta"):
-            command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        subprocess.run(command, check=True, env=env)
-        return json.loads(Path(out.name).read_text())
+RUNS = {
+    "ours": run_ours,
+    "trl-rloo": lambda a, t: run_trl(a, t, "rloo"),
+    "trl-grpo": lambda a, t: run_trl(a, t, "grpo"),
+}
+OPTIONS = ("steps", "prompts", "samples", "max_new_tokens", "rank", "lr", "beta")
 
 
 def summarise(model: str, trainer: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
@@ -324,7 +287,7 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
         for repeat in range(args.repeats):
             shift = repeat % len(TRAINERS)  # rotate who goes first
             for trainer in TRAINERS[shift:] + TRAINERS[:shift]:
-                runs[trainer].append(spawn(trainer, model, args))
+                runs[trainer].append(spawn(__file__, trainer, model, args, OPTIONS))
         block = [summarise(model, trainer, results, args.warmup) for trainer, results in runs.items()]
         for row in block:
             for other in block:
@@ -355,7 +318,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args)
+        run_child(RUNS[args.child], args)
         return
     if args.prompts > len(PROMPTS):
         parser.error(f"--prompts must be at most {len(PROMPTS)} (the prompts of benchmarks/common.py)")

@@ -85,7 +85,7 @@ def test_rankings_become_pairs_and_bad_input(tmp_path):
     path.write_text(json.dumps({"prompt": "p", "completions": ["a", "b", "c"], "ranking": [1, 2, 0]}) + "\n")
     pairs = load_preferences(str(path))
     assert [(p.chosen, p.rejected) for p in pairs] == [("b", "c"), ("b", "a"), ("c", "a")]
-    with pytest.raises(InvalidArgument, match="β must be positive"):
+    with pytest.raises(InvalidArgument, match=r"β \(the KL weight\) must be a positive finite number"):
         _config(tmp_path, beta=0)
     with pytest.raises(InvalidArgument, match="nknown preference loss"):
         _config(tmp_path, loss="kto")

@@ -40,29 +40,12 @@ def _pairs(tmp_path: Path) -> Path:
 
 
 def test_gemma_dpo_and_reward_model(tmp_path, gemma_fp32):
-    dpo = train_dpo(
-        DPOConfig(
-            data=str(_pairs(tmp_path)),
-            out=str(tmp_path / "dpo"),
-            learning_rate=1e-4,
-            epochs=2,
-            batch_size=4,
-            **COMMON,
-        ),
-        model=gemma_fp32,
-    )
+    on_pairs = {"data": str(_pairs(tmp_path)), "epochs": 2, "batch_size": 4, **COMMON}
+    dpo = train_dpo(DPOConfig(out=str(tmp_path / "dpo"), learning_rate=1e-4, **on_pairs), model=gemma_fp32)
     losses = [r["loss"] for r in dpo.metrics]
     assert losses[0] == pytest.approx(math.log(2), abs=1e-3) and losses[-1] < losses[0]
     rm = train_reward_model(
-        RewardModelConfig(
-            data=str(_pairs(tmp_path)),
-            out=str(tmp_path / "rm"),
-            learning_rate=5e-4,
-            epochs=2,
-            batch_size=4,
-            **COMMON,
-        ),
-        model=gemma_fp32,
+        RewardModelConfig(out=str(tmp_path / "rm"), learning_rate=5e-4, **on_pairs), model=gemma_fp32
     )
     assert (rm.adapter / "reward_head.safetensors").is_file()
     scores = RewardModel(gemma_fp32, rm.adapter)(["Q: Is 4 an even number?\nA:"] * 2, [" yes", " no"])

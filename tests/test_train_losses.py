@@ -16,6 +16,7 @@ from steering.train.losses import (
     group_advantages,
     kl_k1,
     kl_k3,
+    picked_logprobs,
     plackett_luce_loss,
     token_logprobs,
     warmup_cosine,
@@ -41,6 +42,27 @@ def test_token_logprobs_shift_and_ignore():
     nll, count = completion_nll(logits, labels)
     assert count == 2 and float(nll) == pytest.approx(-(math.log(1 / 3) + math.log(1 / 4)))
     assert token_logprobs(logits, torch.tensor([[0, IGNORE, IGNORE]])).abs().sum() == 0
+
+
+def test_picked_logprobs_matches_log_softmax_gather_and_its_gradient():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 11, dtype=torch.float64, generator=generator, requires_grad=True)
+    index = torch.randint(0, 11, (3, 4), generator=generator)
+    assert torch.autograd.gradcheck(picked_logprobs, (logits, index))
+    weights = torch.randn(3, 4, dtype=torch.float64, generator=generator)
+    (picked_logprobs(logits, index) * weights).sum().backward()
+    ours = logits.grad.clone()
+    logits.grad = None
+    reference = logits.log_softmax(-1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+    (reference * weights).sum().backward()
+    assert torch.allclose(ours, logits.grad) and torch.allclose(picked_logprobs(logits, index), reference)
+    # bfloat16 logits: float32 books, the gradient handed back in the logits' own dtype
+    half = logits.detach().to(torch.bfloat16).requires_grad_()
+    picked = picked_logprobs(half, index)
+    assert picked.dtype == torch.float32
+    assert torch.allclose(picked, half.float().log_softmax(-1).gather(-1, index.unsqueeze(-1)).squeeze(-1))
+    picked.sum().backward()
+    assert half.grad is not None and half.grad.dtype == torch.bfloat16
 
 
 def test_bradley_terry_and_plackett_luce():

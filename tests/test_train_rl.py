@@ -11,7 +11,7 @@ from exactness import policy
 
 from steering.condition import Target, enumerate_target
 from steering.controls import Temperature
-from steering.errors import InvalidArgument
+from steering.errors import InputFormatError, InvalidArgument
 from steering.models import load_model
 from steering.train import RLConfig, train_rl
 
@@ -93,12 +93,20 @@ def test_rl_resumes_exactly(tmp_path):
 def test_rl_bad_input(tmp_path):
     with pytest.raises(InvalidArgument, match="amples_per_prompt must be at least 2"):
         _config(tmp_path, samples_per_prompt=1)
-    with pytest.raises(InvalidArgument, match="β must be positive"):
+    with pytest.raises(InvalidArgument, match=r"β \(the KL weight\) must be a positive finite number"):
         _config(tmp_path, beta=0.0)
     with pytest.raises(InvalidArgument, match="eward must be vader, reward-model:DIR or module:function"):
         train_rl(_config(tmp_path, reward="nonsense"), model=load_model("tiny-letters", dtype="float32"))
     with pytest.raises(InvalidArgument, match="context controls only"):
         train_rl(_config(tmp_path), reward=a_count, controls=[Temperature(0.5)])
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "Once"}\n{"prompt": "  "}\n')
+    with pytest.raises(InputFormatError, match=r"bad.jsonl:2: field 'prompt' is empty"):
+        train_rl(_config(tmp_path, data=str(bad)), reward=a_count, model=load_model("tiny-letters"))
+    bad.write_text('{"text": "Once"}\n')
+    with pytest.raises(InputFormatError, match=r"bad.jsonl:1: field 'prompt' is missing"):
+        train_rl(_config(tmp_path, data=str(bad)), reward=a_count, model=load_model("tiny-letters"))
 
     def broken(prompts, completions):
         return [math.nan] * len(completions)

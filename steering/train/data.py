@@ -6,7 +6,8 @@ Shapes (one JSON object per line):
 - preferences: `{"prompt", "chosen", "rejected"}`;
 - rankings: `{"prompt", "completions": [...], "ranking": [...]}` (`ranking` lists completion indices,
   best first);
-- ratings: `{"prompt", "completion", "rating"}`.
+- ratings: `{"prompt", "completion", "rating"}`;
+- prompts (RL): `{"prompt"}`.
 
 Every problem is reported as `file:line: field …` with what was received and how to fix it; an empty
 file is an error too, never a silent no-op run.
@@ -63,12 +64,13 @@ class Rating:
     rating: float
 
 
-SHAPES = ("demonstrations", "preferences", "rankings", "ratings")
+SHAPES = ("demonstrations", "preferences", "rankings", "ratings", "prompts")
 _EXAMPLES = {
     "demonstrations": '{"prompt": "Q: 2+2?\\nA:", "completion": " 4"}',
     "preferences": '{"prompt": "Q: 2+2?\\nA:", "chosen": " 4", "rejected": " 5"}',
     "rankings": '{"prompt": "Q: 2+2?\\nA:", "completions": [" 5", " 4"], "ranking": [1, 0]}',
     "ratings": '{"prompt": "Q: 2+2?\\nA:", "completion": " 4", "rating": 1.0}',
+    "prompts": '{"prompt": "Once upon a time"}',
 }
 
 
@@ -87,6 +89,7 @@ def load_examples(path: str | Path, shape: str) -> list[Any]:
         "preferences": _preference,
         "rankings": _ranking,
         "ratings": _rating,
+        "prompts": lambda row: row.text("prompt"),
     }[shape]
     examples = [
         parse(_Row(str(path), number, value, shape))

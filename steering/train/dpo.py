@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from steering.condition.potentials import check_beta
 from steering.errors import InvalidArgument
 from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
@@ -37,8 +38,7 @@ class DPOConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.beta, (int, float)) or isinstance(self.beta, bool) or self.beta <= 0:
-            raise InvalidArgument("β must be positive", received=self.beta, fix="use e.g. beta=0.1")
+        self.beta = check_beta(self.beta)
         if self.loss not in LOSSES:
             raise InvalidArgument(
                 f"unknown preference loss {self.loss!r}", received=self.loss, fix="use dpo or ipo"

@@ -23,14 +23,45 @@ def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.0) -> 
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class _PickedLogProbs(torch.autograd.Function):
+    """log softmax(logits)[index] in float32 (or float64), keeping one vocabulary-wide tensor alive instead of three.
+
+    `logits.log_softmax(-1).gather(...)` saves the log-softmax output for its backward (a second
+    (B, T, V) tensor beside the logits), and its backward builds a zero-filled (B, T, V) gradient for
+    the gather and another for the log-softmax. Here the forward saves the logits and the (B, T)
+    log-normaliser only, and the backward writes −g·softmax + g·onehot into one new tensor. With
+    gemma's 262k vocabulary that is ~1 GB per (B·T = 1024) positions fewer at the peak of an RL step.
+    """
+
+    @staticmethod
+    def forward(ctx: object, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        scores = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float64 stays
+        lse = torch.logsumexp(scores, -1)
+        picked = scores.gather(-1, index.unsqueeze(-1)).squeeze(-1) - lse
+        ctx.save_for_backward(scores, lse, index)  # type: ignore[attr-defined]
+        ctx.dtype = logits.dtype  # type: ignore[attr-defined]
+        return picked
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        scores, lse, index = ctx.saved_tensors  # type: ignore[attr-defined]
+        result = torch.sub(scores, lse.unsqueeze(-1)).exp_().mul_(-grad.unsqueeze(-1))
+        result.scatter_add_(-1, index.unsqueeze(-1), grad.unsqueeze(-1))
+        return result.to(ctx.dtype), None  # type: ignore[attr-defined]
+
+
+def picked_logprobs(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(…,) float32 log p(index) under softmax(logits) over the last axis; `index` (…,) of valid token ids."""
+    return _PickedLogProbs.apply(logits, index)  # type: ignore[no-any-return]
+
+
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, T) log p(label_t | x_<t) in float32 for next-token labels (0 where the label is IGNORE).
 
     `logits[:, t]` predicts `labels[:, t + 1]`: the usual causal shift is done here.
     """
     shifted = labels[:, 1:]
-    logp = logits[:, :-1].float().log_softmax(-1)
-    picked = logp.gather(-1, shifted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = picked_logprobs(logits[:, :-1], shifted.clamp(min=0))
     return picked.masked_fill(shifted == IGNORE, 0.0)
 
 
@@ -46,8 +77,7 @@ def trained_positions(labels: torch.Tensor) -> torch.Tensor:
 def kept_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """(B, P) log p(labels[t + 1] | x_≤t) at `positions` from logits computed only there (0 where IGNORE)."""
     following = labels[:, positions + 1]
-    logp = logits.float().log_softmax(-1)
-    picked = logp.gather(-1, following.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = picked_logprobs(logits, following.clamp(min=0))
     return picked.masked_fill(following == IGNORE, 0.0)
 
 

@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 
-from steering.condition.potentials import FixedTokens, RewardFn, checked_rewards
+from steering.condition.potentials import FixedTokens, RewardFn, check_beta, checked_rewards
 from steering.decode import generate
 from steering.errors import InvalidArgument
-from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
+from steering.train.data import load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, group_advantages, kl_k1, kl_k3
 from steering.train.sft import Encoded, batch_rows, labelled_logprobs, micro_batches
@@ -62,8 +62,7 @@ class RLConfig(TrainConfig):
                 received=self.eval_fraction,
                 fix="set eval_fraction=0",
             )
-        if not isinstance(self.beta, (int, float)) or isinstance(self.beta, bool) or self.beta <= 0:
-            raise InvalidArgument("β must be positive", received=self.beta, fix="use e.g. beta=0.1")
+        self.beta = check_beta(self.beta)
         if not isinstance(self.samples_per_prompt, int) or self.samples_per_prompt < 2:
             raise InvalidArgument(
                 "samples_per_prompt must be at least 2 (the baseline of a sample is the others' mean)",
@@ -74,30 +73,6 @@ class RLConfig(TrainConfig):
             raise InvalidArgument(
                 "max_new_tokens must be positive", received=self.max_new_tokens, fix="use 32"
             )
-
-
-def load_prompts(path: str) -> list[str]:
-    """{"prompt": "…"} rows (file:line errors for anything else)."""
-    from steering.errors import InputFormatError
-
-    prompts = []
-    for number, _, value in read_jsonl(path, what="prompts file", example='{"prompt": "Once upon a time"}'):
-        if (
-            not isinstance(value, dict)
-            or not isinstance(value.get("prompt"), str)
-            or not value["prompt"].strip()
-        ):
-            raise InputFormatError(
-                f"{path}:{number}: field 'prompt' must be a non-empty string",
-                received=repr(value)[:120],
-                fix='each line looks like {"prompt": "Once upon a time"}',
-            )
-        prompts.append(value["prompt"])
-    if not prompts:
-        raise InputFormatError(
-            f"the prompts file {path} has no rows", received="an empty file", fix="add prompts"
-        )
-    return prompts
 
 
 def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
@@ -161,7 +136,7 @@ class RL:
         self.step = 0  # set by the loop before each step: the rollouts' seed (exact resume)
 
     def load(self, config: RLConfig) -> list[str]:
-        return load_prompts(config.data)
+        return load_examples(config.data, "prompts")
 
     def encode(self, model: LanguageModel, examples: list[str], config: RLConfig) -> list[str]:
         if self.reward is None:
