@@ -90,19 +90,24 @@ def sentiment_row(
     samples_per_start: int,
     max_new_tokens: int,
 ) -> dict[str, object]:
-    """Mean VADER and mean KL to the base of `controls` on the STARTS openings (seed 0)."""
+    """Mean VADER and mean KL to the base (each with its standard error) of `controls` on the STARTS openings
+    (seed 0)."""
     started = time.perf_counter()
     samples = generate(
         model, STARTS, controls=controls, n=samples_per_start, max_new_tokens=max_new_tokens, seed=0
     )
     seconds = time.perf_counter() - started
     rewards = vader_reward([s.prompt for s in samples], samples.texts)
+    kls = samples.kl.tolist()
     tokens = sum(len(s.token_ids) for s in samples)
     row: dict[str, object] = {
         "technique": technique,
         "strength": strength,
         "vader": statistics.mean(rewards),
-        "kl": float(samples.kl.mean()),
+        "vader_se": statistics.stdev(rewards) / len(rewards) ** 0.5,
+        "kl": statistics.mean(kls),
+        "kl_se": statistics.stdev(kls) / len(kls) ** 0.5,
+        "samples": len(rewards),
         "tokens_per_s": tokens / seconds,
         "example": samples[0].prompt + samples[0].text,
     }

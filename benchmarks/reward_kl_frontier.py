@@ -6,9 +6,11 @@ baseline, reward − β·KL with exact books) is trained at several β on 16 neu
 each trained policy and the inference-time controls of `benchmarks/controls.py` (a prompt prefix, a
 bag-of-words boost and an activation steering vector at several strengths; PPLM's rows are read from
 that script's last results, as PPLM costs ~10× per token) are then scored the same way: the 8 openings
-of the controls table (none used in training) × 4 samples, 32 new tokens, seed 0, bfloat16; mean VADER
-and mean KL = Σ(log q − log p_base) per sample against the base model on the raw opening. RL's
-optimum for β is π·exp(r/β)/Z: the frontier it traces is the best reward reachable at each KL.
+of the controls table (none used in training) × `--samples-per-start` samples, 32 new tokens, seed 0,
+bfloat16; mean VADER and mean KL = Σ(log q − log p_base) per sample against the base model on the raw
+opening, each with its standard error. RL's optimum for β is π·exp(r/β)/Z: the frontier it traces is
+the best reward reachable at each KL. `--reuse` scores the adapters of an earlier run in `--out`
+instead of training them again (their curves read from its metrics.jsonl).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common import machine, machine_line, write_section
-from controls import sentiment_row, sentiment_settings
+from controls import STARTS, sentiment_row, sentiment_settings
 
 from steering.cli.demo_controls import NEGATIVE_EXAMPLES, POSITIVE_EXAMPLES, RL_OPENINGS
 from steering.controls import build_steering_vector
@@ -32,7 +34,7 @@ from steering.train import Adapter, RLConfig, train_rl
 RESULTS = Path(__file__).parent / "results"
 
 
-def _train(model32: Any, beta: float, args: argparse.Namespace) -> dict[str, Any]:
+def _train(model32: Any | None, beta: float, args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prompts = out / "openings.jsonl"
@@ -52,13 +54,20 @@ def _train(model32: Any, beta: float, args: argparse.Namespace) -> dict[str, Any
         save_every=10_000,
     )
     started = time.perf_counter()
-    result = train_rl(config, model=model32)
-    records = [r for r in result.metrics if "reward" in r]
+    run = Path(config.out)
+    if args.reuse and (run / "adapter").is_dir():
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        records = [r for r in records if "reward" in r]
+        adapter, steps, seconds = run / "adapter", len(records), None
+    else:
+        result = train_rl(config, model=model32)
+        records = [r for r in result.metrics if "reward" in r]
+        adapter, steps, seconds = result.adapter, result.steps, time.perf_counter() - started
     return {
         "beta": beta,
-        "adapter": str(result.adapter),
-        "steps": result.steps,
-        "train_s": time.perf_counter() - started,
+        "adapter": str(adapter),
+        "steps": steps,
+        "train_s": seconds,
         "curve": [
             {k: r.get(k) for k in ("step", "reward", "kl", "kl_k3", "generation_s", "training_s")}
             for r in records
@@ -75,20 +84,25 @@ def main() -> None:
     )
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--out", default="runs/reward-kl-frontier")
+    parser.add_argument("--samples-per-start", type=int, default=16, help="samples per opening, every row")
+    parser.add_argument("--reuse", action="store_true", help="score the adapters already trained in --out")
     parser.add_argument("--write", type=Path, help="update this markdown file's section")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     model = load_model(args.model, dtype="bfloat16")
-    score = {"samples_per_start": 4, "max_new_tokens": 32}
+    score = {"samples_per_start": args.samples_per_start, "max_new_tokens": 32}
     vector = build_steering_vector(model, positive=POSITIVE_EXAMPLES, negative=NEGATIVE_EXAMPLES, layers=[6])
     rows = [sentiment_row(model, t, s, c, **score) for t, s, c in sentiment_settings(vector, pplm=False)]
     saved_controls = RESULTS / "controls.json"
     if saved_controls.is_file():
         for row in json.loads(saved_controls.read_text())["table"]:
             if row["technique"].startswith("PPLM"):
-                rows.append({**row, "from": "benchmarks/results/controls.json"})
-    model32 = load_model(args.model, dtype="float32")
+                per_start = int(json.loads(saved_controls.read_text())["args"]["samples_per_start"])
+                rows.append(
+                    {**row, "samples": len(STARTS) * per_start, "from": "benchmarks/results/controls.json"}
+                )
+    model32 = None if args.reuse else load_model(args.model, dtype="float32")
     runs = []
     for beta in (float(b) for b in args.betas.split(",")):
         run = _train(model32, beta, args)
@@ -133,30 +147,77 @@ def write_markdown(path: Path, saved: dict[str, Any]) -> None:
     lines = [
         "## Reward–KL frontier: RL against inference-time controls (`benchmarks/reward_kl_frontier.py`)",
         "",
-        f"Model `{args['model']}`, {machine_line(saved['machine'])}; one run, {saved['wall_s'] / 60:.1f} min. "
-        f"RL: LoRA rank 16 in float32, learning rate {args['learning_rate']:g}, 16 training openings, 8 prompts × 4 "
+        f"Model `{args['model']}`, {machine_line(saved['machine'])}; one run, {saved['wall_s'] / 60:.1f} min"
+        + (
+            " of scoring: the RL adapters were trained by an earlier run of this script (`--reuse`; their curves "
+            "below are read from its metrics.jsonl). "
+            if args.get("reuse")
+            else ". "
+        )
+        + f"RL: LoRA rank 16 in float32, learning rate {args['learning_rate']:g}, 16 training openings, 8 prompts × 4 "
         f"samples × 32 tokens per step, {args['epochs']} epochs (2 steps each), RLOO baseline, reward − β·KL "
-        "(k1, exact books). Every row scored alike: the controls table's 8 openings (not trained on) × 4 samples, "
-        "32 new tokens, seed 0, bfloat16; mean VADER compound and mean KL = Σ(log q − log p_base) per sample.",
+        "(k1, exact books). Every row scored alike: the controls table's 8 openings (not trained on) × "
+        f"{args['samples_per_start']} samples, 32 new tokens, seed 0, bfloat16; mean VADER compound and mean KL = "
+        "Σ(log q − log p_base) per sample, ± one standard error of the mean.",
         "",
         "![reward against KL](benchmarks/results/reward_kl_frontier.svg)",
         "",
-        "| technique | strength | mean VADER | mean KL (nats) | note |",
-        "|---|---|---|---|---|",
+        "| technique | strength | mean VADER | mean KL (nats) | samples | note |",
+        "|---|---|---|---|---|---|",
     ]
     for r in saved["rows"]:
         note = f"{r['steps']} RL steps" if "steps" in r else ("from " + r["from"] if "from" in r else "")
-        lines.append(f"| {r['technique']} | {r['strength']} | {r['vader']:.3f} | {r['kl']:.2f} | {note} |")
+        lines.append(
+            f"| {r['technique']} | {r['strength']} | {_mean(r, 'vader', 3)} | {_mean(r, 'kl', 2)} "
+            f"| {r.get('samples', '–')} | {note} |"
+        )
+    lines += ["", "At equal KL (read from the table, not interpolated):", "", *_reading(saved["rows"])]
     lines += ["", "RL training curves (reward and KL of each step's rollouts, first → last):", ""]
     for run in saved["runs"]:
         first, last = run["curve"][0], run["curve"][-1]
+        took = "" if run["train_s"] is None else f" in {run['train_s'] / 60:.1f} min"
         lines.append(
-            f"- β={run['beta']:g}: {run['steps']} steps in {run['train_s'] / 60:.1f} min; reward {first['reward']:.3f} → "
+            f"- β={run['beta']:g}: {run['steps']} steps{took}; reward {first['reward']:.3f} → "
             f"{last['reward']:.3f}, KL {first['kl']:.2f} → {last['kl']:.2f} nats; generation "
             f"{sum(c['generation_s'] for c in run['curve']):.0f} s, training {sum(c['training_s'] for c in run['curve']):.0f} s."
         )
     lines += ["", "Reproduce: `.venv/bin/python benchmarks/reward_kl_frontier.py --write BENCHMARKS.md`."]
     write_section(path, "reward-kl-frontier", lines)
+
+
+def _reading(rows: list[dict[str, Any]]) -> list[str]:
+    """Per RL row: the best inference-time control that paid no more KL, and the cheapest that got as far."""
+    controls = [r for r in rows if not r["technique"].startswith("RL") and r["technique"] != "base model"]
+    lines = []
+    for rl in (r for r in rows if r["technique"].startswith("RL")):
+        cheaper = [r for r in controls if r["kl"] <= rl["kl"]]
+        reaching = [r for r in controls if r["vader"] >= rl["vader"]]
+        best = max(cheaper, key=lambda r: r["vader"]) if cheaper else None
+        cheapest = min(reaching, key=lambda r: r["kl"]) if reaching else None
+        lines.append(
+            f"- RL {rl['strength']}: VADER {rl['vader']:.3f} at KL {rl['kl']:.2f}. "
+            + (
+                f"Best control at KL ≤ {rl['kl']:.2f}: {_name(best)}, {best['vader']:.3f} (KL {best['kl']:.2f}). "
+                if best
+                else f"No control paid as little as KL {rl['kl']:.2f}. "
+            )
+            + (
+                f"Cheapest control reaching {rl['vader']:.3f}: {_name(cheapest)}, KL {cheapest['kl']:.2f}."
+                if cheapest
+                else f"No control reached {rl['vader']:.3f}."
+            )
+        )
+    return lines
+
+
+def _name(row: dict[str, Any]) -> str:
+    return f"{row['technique']} {row['strength']}"
+
+
+def _mean(row: dict[str, Any], key: str, digits: int) -> str:
+    """ "0.512 ± 0.031" (the standard error where the row has one)."""
+    se = row.get(f"{key}_se")
+    return f"{row[key]:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def warmup_cosine(step: int, *, warmup: int, total: int, floor: float = 0.0) -> 
 
 
 class _PickedLogProbs(torch.autograd.Function):
-    """log softmax(logits)[index] in float32 (or float64), keeping one vocabulary-wide tensor alive instead of three.
+    """log softmax(logits)[index] in float32 (float64 stays), with one vocabulary-wide tensor alive, not three.
 
     `logits.log_softmax(-1).gather(...)` saves the log-softmax output for its backward (a second
     (B, T, V) tensor beside the logits), and its backward builds a zero-filled (B, T, V) gradient for
