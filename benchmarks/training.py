@@ -183,7 +183,7 @@ def run_dpo_ours(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     # Time the reference precompute (DPO.encode: tokenising + the no-grad reference forwards) and read
     # the reference log-probs it computed, by wrapping the two functions in this subprocess only.
     timing = {"encode_s": 0.0, "tokenise_s": 0.0, "reference_sum": 0.0, "pairs": 0}
-    encode, encode_one = dpo.DPO.encode, dpo._encode_one
+    encode, encode_one = dpo.DPO.encode, dpo.encode_completion
 
     def timed_encode(self: Any, *a: Any, **k: Any) -> Any:
         started = time.perf_counter()
@@ -199,7 +199,7 @@ def run_dpo_ours(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         timing["tokenise_s"] += time.perf_counter() - started
         return result
 
-    dpo.DPO.encode, dpo._encode_one = timed_encode, timed_encode_one  # type: ignore[method-assign]
+    dpo.DPO.encode, dpo.encode_completion = timed_encode, timed_encode_one  # type: ignore[method-assign]
 
     model = load_model(args.model, dtype="float32")
     loaded = rss_mb()
@@ -314,15 +314,22 @@ RUNS = {
 OPTIONS = ("steps", "rows", "batch", "max_length", "rank", "lr", "dpo_lr", "beta")
 
 
+def steps_for(model: str, args: argparse.Namespace) -> int:
+    """Optimizer steps per run: `--tiny-steps` for tiny-random (~15 ms a step: more of them for a
+    stable median), `--steps` for every other model."""
+    return args.tiny_steps if model == "tiny-random" else args.steps
+
+
 def benchmark(method: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     trainers = TRAINERS[method]
     table = []
     for model in args.models.split(","):
         runs: dict[str, list[dict[str, Any]]] = {t: [] for t in trainers}
+        per_model = argparse.Namespace(**{**vars(args), "steps": steps_for(model, args)})
         for repeat in range(args.repeats):
             shift = repeat % len(trainers)  # rotate who goes first
             for trainer in trainers[shift:] + trainers[:shift]:
-                runs[trainer].append(spawn(__file__, f"{method}:{trainer}", model, args, OPTIONS))
+                runs[trainer].append(spawn(__file__, f"{method}:{trainer}", model, per_model, OPTIONS))
         block = []
         for trainer, results in runs.items():
             # step_s[i] is step i + 2 (1-based): drop steps 1..warmup
@@ -367,6 +374,7 @@ def main() -> None:
     parser.add_argument("--models", default="tiny-random,gemma-270m")
     parser.add_argument("--methods", default="sft,dpo")
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run (warm-up included)")
+    parser.add_argument("--tiny-steps", type=int, default=40, help="the same for tiny-random")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
     parser.add_argument("--repeats", type=int, default=2, help="runs per trainer × model (order rotates)")
     parser.add_argument("--rows", type=int, default=64, help="SFT rows; DPO pairs")
@@ -384,6 +392,10 @@ def main() -> None:
     if args.child:
         run_child(RUNS[args.child], args)
         return
+    if args.warmup < 1 or min(args.steps, args.tiny_steps) < args.warmup + 1:
+        parser.error(
+            "need --warmup ≥ 1 and --steps, --tiny-steps > --warmup (the first step has no start time)"
+        )
     methods = args.methods.split(",")
     result: dict[str, Any] = {m: benchmark(m, args) for m in methods}
     result.update(machine=machine(), versions=versions())
@@ -435,7 +447,8 @@ def _markdown(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         "its own subprocess; TRL with `gradient_checkpointing=False, bf16=False`, no eval, no saving, logging every "
         "step.",
         "",
-        f"Seconds per optimizer step: median of {args.repeats} runs × {args.steps - args.warmup} steps (the first "
+        f"Seconds per optimizer step: median of {args.repeats} runs × {args.steps - args.warmup} steps "
+        f"({args.tiny_steps - args.warmup} for tiny-random, whose steps take milliseconds; the first "
         f"{args.warmup} of each run left out; the order of the trainers rotates between runs), wall time between "
         "the ends of consecutive steps (batch, forward(s), backward, optimizer, per-step log; no loading, no "
         "tokenising, no reference precompute). In-step: ours' own `metrics.jsonl` time for the step alone. "
