@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint bench experiments clean
 
 install: $(STAMP)
 
@@ -51,6 +51,14 @@ bench: install $(LLAMPPL)
 	$(PIP) install --quiet trl==1.16.0
 	$(PY) benchmarks/training.py --write BENCHMARKS.md
 	$(PY) benchmarks/training_rl.py --write BENCHMARKS.md
+
+# The fine-tuning experiments (about 75 minutes on 2 cores): instruction tuning from the base's own
+# demonstrations, the prompt as a reward, the adapter's reach, the reward-KL frontier.
+experiments: install
+	$(PY) benchmarks/instruction_tuning.py --write BENCHMARKS.md
+	$(PY) benchmarks/prompt_reward_rl.py --write BENCHMARKS.md
+	$(PY) benchmarks/adapter_capacity.py --write BENCHMARKS.md
+	$(PY) benchmarks/reward_kl_frontier.py --write BENCHMARKS.md
 
 # llamppl (the conditioning benchmark's competitor) in its own venv: torch==2.13.0 first, then llamppl
 # and genlm-backend --no-deps (they would add bitsandbytes, pre-commit, ipykernel: unused here).

@@ -167,9 +167,10 @@ def write_markdown(path: Path, saved: dict[str, Any]) -> None:
         "",
         "Reading: the policies follow their targets toward the conditional as λ grows. On tiny-letters RL "
         "reaches its target for λ ≤ 2 (KL(policy ‖ target_λ) ≈ 0.01) and stalls near 0.7 satisfying for "
-        "λ ≥ 4; in trials neither 300 steps, LoRA rank 32, a 3× learning rate nor GRPO's scaling moved it: the "
-        "mass left is on completions that end early or miss one of the two positions, and the returns' "
-        "spread (0 to 2λ, minus the per-sample KL) makes REINFORCE's gradient noisier as λ grows. On "
+        "λ ≥ 4 (more steps, LoRA rank 32, a 3× learning rate or GRPO's scaling did not move it). The stall is "
+        "the adapter's reach, not RL: fitting the exact target directly (`benchmarks/adapter_capacity.py`, no "
+        "sampling) the same LoRA also stops at 0.69–0.71 satisfying at any rank, while training every weight "
+        "(embeddings and norms included) reaches the target's 0.86/0.997. On "
         "gemma-270m the condition (' there' as the 2nd token, base probability ≈ 0.14) is one the base meets "
         "often enough for on-policy RL to learn from.",
         "",
