@@ -56,6 +56,10 @@ def _train(model32: Any | None, beta: float, args: argparse.Namespace) -> dict[s
     started = time.perf_counter()
     run = Path(config.out)
     if args.reuse and (run / "adapter").is_dir():
+        saved = json.loads((run / "config.json").read_text())
+        changed = {k: (saved.get(k), v) for k, v in vars(config).items() if k != "out" and saved.get(k) != v}
+        if changed:
+            raise SystemExit(f"--reuse: {run} was trained with other settings (saved, now): {changed}")
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         records = [r for r in records if "reward" in r]
         adapter, steps, seconds = run / "adapter", len(records), None
