@@ -90,6 +90,24 @@ def test_rl_resumes_exactly(tmp_path):
     ]
 
 
+def test_rl_micro_batches_take_the_same_steps(tmp_path):
+    """The update over a step's 32 rollouts in chunks of 5 (uneven) equals the one-forward update."""
+    runs = [
+        train_rl(
+            _config(tmp_path, out=str(tmp_path / f"m{size}"), epochs=1, micro_batch_size=size),
+            reward=a_count,
+            model=load_model("tiny-letters", dtype="float32"),
+        )
+        for size in (0, 5)
+    ]
+    whole, chunked = ([(r["reward"], r["loss"], r["grad_norm"]) for r in run.metrics] for run in runs)
+    assert len(whole) == 2
+    for a, b in zip(whole, chunked, strict=True):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+    with pytest.raises(InvalidArgument, match="icro_batch_size must be a whole number"):
+        _config(tmp_path, micro_batch_size=-1)
+
+
 def test_rl_bad_input(tmp_path):
     with pytest.raises(InvalidArgument, match="amples_per_prompt must be at least 2"):
         _config(tmp_path, samples_per_prompt=1)

@@ -51,6 +51,9 @@ class RLConfig(TrainConfig):
     samples_per_prompt: int = 4
     max_new_tokens: int = 32
     normalise: bool = False
+    # Rollouts per forward + backward of the update (0: all of a step's at once). The same gradient either
+    # way; on gemma-270m, 32 rollouts of ~47 tokens held +4.7 GB in one forward, +1.8 GB in chunks of 8, as fast.
+    micro_batch_size: int = 8
     eval_fraction: float = 0.0
     lora_dropout: float = 0.0  # sampling runs without dropout: train the same function
 
@@ -68,6 +71,12 @@ class RLConfig(TrainConfig):
                 "samples_per_prompt must be at least 2 (the baseline of a sample is the others' mean)",
                 received=self.samples_per_prompt,
                 fix="use e.g. samples_per_prompt=4",
+            )
+        if not isinstance(self.micro_batch_size, int) or self.micro_batch_size < 0:
+            raise InvalidArgument(
+                "micro_batch_size must be a whole number ≥ 0 (0: all of a step's rollouts in one forward)",
+                received=self.micro_batch_size,
+                fix="use e.g. micro_batch_size=8 to hold less memory in the update",
             )
         if self.max_new_tokens <= 0:
             raise InvalidArgument(
@@ -180,7 +189,7 @@ class RL:
         started = time.perf_counter()
         total = 0.0
         items = list(range(len(samples)))
-        for chunk in micro_batches(items, config.batch_size * config.samples_per_prompt):
+        for chunk in micro_batches(items, config.micro_batch_size or len(items)):
             logq = _policy_logprobs(model, [samples[i] for i in chunk])
             loss = -(advantages[chunk] * logq).sum() / len(samples)
             loss.backward()
