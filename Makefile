@@ -11,7 +11,13 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-slow lint bench experiments clean
 
+# The report tests open pages in Debian's chromium (Playwright drives it; its own download does not work
+# here): installed when missing and we are root, otherwise one line says how.
 install: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "the browser tests need Debian's chromium: sudo apt-get install -y chromium"; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +44,8 @@ test-slow: install
 	if [ $$rc -eq 5 ]; then echo "pytest ran no slow tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check steering tests benchmarks
-	$(VENV)/bin/ruff format --check steering tests benchmarks
+	$(VENV)/bin/ruff check steering tests benchmarks experiments
+	$(VENV)/bin/ruff format --check steering tests benchmarks experiments
 	$(VENV)/bin/mypy steering
 
 bench: install $(LLAMPPL)
@@ -52,13 +58,14 @@ bench: install $(LLAMPPL)
 	$(PY) benchmarks/training.py --write BENCHMARKS.md
 	$(PY) benchmarks/training_rl.py --write BENCHMARKS.md
 
-# The fine-tuning experiments (about 75 minutes on 2 cores): instruction tuning from the base's own
+# The fine-tuning experiments, experiments/*.py (about 75 minutes on 2 cores; benchmarks/ holds only the
+# comparisons with other libraries): instruction tuning from the base's own
 # demonstrations, the prompt as a reward, the adapter's reach, the reward-KL frontier.
 experiments: install
-	$(PY) benchmarks/instruction_tuning.py --write BENCHMARKS.md
-	$(PY) benchmarks/prompt_reward_rl.py --write BENCHMARKS.md
-	$(PY) benchmarks/adapter_capacity.py --write BENCHMARKS.md
-	$(PY) benchmarks/reward_kl_frontier.py --write BENCHMARKS.md
+	$(PY) experiments/instruction_tuning.py --write BENCHMARKS.md
+	$(PY) experiments/prompt_reward_rl.py --write BENCHMARKS.md
+	$(PY) experiments/adapter_capacity.py --write BENCHMARKS.md
+	$(PY) experiments/reward_kl_frontier.py --write BENCHMARKS.md
 
 # llamppl (the conditioning benchmark's competitor) in its own venv: torch==2.13.0 first, then llamppl
 # and genlm-backend --no-deps (they would add bitsandbytes, pre-commit, ipykernel: unused here).

@@ -102,7 +102,9 @@ def _stratified_suffix(target: Target, per_length: int, seed: int) -> Posterior:
     for length in range(target.max_new_tokens - len(suffix_ids)):
         spans = {length: list(suffix_ids), length + len(suffix_ids): [eos]}
         runs.append(
-            importance(target, n=per_length, proposal=[ForceTokens(spans)], seed=seed * 1000 + length)
+            importance(
+                target, n_particles=per_length, proposal=[ForceTokens(spans)], seed=seed * 1000 + length
+            )
         )
     samples = [s for r in runs for s in r.samples]
     log_w = torch.cat([r.log_weights for r in runs])
@@ -121,13 +123,13 @@ def _suffix_task(model: Any, particles: int, max_new_tokens: int, seeds: list[in
     target = Target(model, PROMPT, [ends_with(SUFFIX)], max_new_tokens=max_new_tokens)
     rows = []
     for seed in seeds:
-        seconds, post = _timed(lambda s=seed: smc(target, particles=particles, seed=s))
+        seconds, post = _timed(lambda s=seed: smc(target, n_particles=particles, seed=s))
         rows.append(
             {"seed": seed, "method": "steering smc (lookahead)", **_summary(post, seconds, _ends(post))}
         )
         budget = post.model_calls
         seconds, post = _timed(
-            lambda s=seed, b=budget: rejection(target, n=1000, max_model_calls=b, seed=s, batch_size=8)
+            lambda s=seed, b=budget: rejection(target, n_particles=1000, budget=b, seed=s, batch_size=8)
         )
         rows.append({"seed": seed, "method": "rejection", **_summary(post, seconds, _ends(post))})
         seconds, post = _timed(lambda s=seed: _stratified_suffix(target, 2, s))
@@ -150,18 +152,20 @@ def _infill_task(model: Any, particles: int, max_new_tokens: int, seeds: list[in
     rows = []
     for seed in seeds:
         seconds, post = _timed(
-            lambda s=seed: smc(target, particles=particles, proposal=[ForceTokens(dict(INFILL))], seed=s)
+            lambda s=seed: smc(target, n_particles=particles, proposal=[ForceTokens(dict(INFILL))], seed=s)
         )
         rows.append(
             {"seed": seed, "method": "steering smc (ForceTokens)", **_summary(post, seconds, satisfied(post))}
         )
         budget = post.model_calls
         seconds, post = _timed(
-            lambda s=seed, b=budget: rejection(target, n=1000, max_model_calls=b, seed=s, batch_size=8)
+            lambda s=seed, b=budget: rejection(target, n_particles=1000, budget=b, seed=s, batch_size=8)
         )
         rows.append({"seed": seed, "method": "rejection", **_summary(post, seconds, satisfied(post))})
         seconds, post = _timed(
-            lambda s=seed: importance(target, n=particles, proposal=[ForceTokens(dict(INFILL))], seed=s)
+            lambda s=seed: importance(
+                target, n_particles=particles, proposal=[ForceTokens(dict(INFILL))], seed=s
+            )
         )
         rows.append({"seed": seed, "method": "importance + pool", **_summary(post, seconds, satisfied(post))})
         print(rows[-3:], flush=True)

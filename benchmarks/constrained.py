@@ -37,7 +37,7 @@ from grammar_backends import REGEX, SCHEMA, available_backends, competitor_statu
 
 from steering.controls import JsonSchema, Regex
 from steering.controls.grammar import unpack_bitmask
-from steering.decode import engine, generate
+from steering.decode import generate
 from steering.decode.sampling import probabilities, sample_inverse_cdf, step_kl
 from steering.models import load_model
 
@@ -226,57 +226,28 @@ WORKLOADS = [
 ]
 
 
-class _Steps:
-    """Counts the engine's sampling steps (forward passes) and the rows prefilled into freed slots."""
-
-    def __init__(self) -> None:
-        self.steps = self.refilled = self.prefills = 0
-        sample, refill, prefill = (
-            engine.BatchDecoder.sample,
-            engine.BatchDecoder.refill,
-            engine.BatchDecoder._prefill,
-        )
-
-        def counted_prefill(decoder: Any, rows: list[Any]) -> dict[str, Any]:
-            self.prefills += 1
-            return prefill(decoder, rows)
-
-        def counted_sample(decoder: Any) -> None:
-            self.steps += 1
-            sample(decoder)
-
-        def counted_refill(decoder: Any, slots: list[int], waiting: Any) -> list[Any]:
-            placed = refill(decoder, slots, waiting)
-            self.refilled += len(placed)
-            return placed
-
-        engine.BatchDecoder.sample = counted_sample  # type: ignore[method-assign,assignment]
-        engine.BatchDecoder.refill = counted_refill  # type: ignore[method-assign,assignment]
-        engine.BatchDecoder._prefill = counted_prefill  # type: ignore[method-assign,assignment]
-
-
 def _run(
     model: Any,
-    counter: _Steps,
     workload: tuple[str, list[str], int, int, bool],
     controls: list[object],
     budgets: int | list[int],
 ) -> dict[str, Any]:
     _, prompts, n, batch, _ = workload
-    counter.steps = counter.refilled = counter.prefills = 0
     started = time.perf_counter()
     samples = generate(
         model, prompts, controls=controls, n=n, max_new_tokens=budgets, batch_size=batch, seed=0
     )
     seconds = time.perf_counter() - started
     lengths = [len(s.token_ids) for s in samples]
+    stats = samples.stats
     return {
         "seconds": seconds,
         "tokens": sum(lengths),
         "lengths": lengths,
-        "steps": counter.steps,
-        "refilled": counter.refilled,
-        "prefills": counter.prefills,
+        # The decoder's own counters: draws (one per step), rows put into freed slots, prefill forwards.
+        "steps": stats.sample_calls,
+        "refilled": stats.refilled_rows,
+        "prefills": stats.prefill_forwards,
         "stops": [s.stop_reason for s in samples],
         "token_ids": [list(s.token_ids) for s in samples],
     }
@@ -290,16 +261,15 @@ def _end_to_end(model: Any, *, rounds: int, warmup: int, max_new_tokens: int) ->
     refills, so the ratio between the two is what the constraint costs.
     """
     variants = _variants()
-    counter = _Steps()
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for round_index in range(warmup + rounds):
         for workload in WORKLOADS:
             for name, controls in variants.items():
-                result = _run(model, counter, workload, controls, max_new_tokens)
+                result = _run(model, workload, controls, max_new_tokens)
                 if round_index >= warmup:
                     runs.setdefault((workload[0], name), []).append(result)
                 if workload[4] and name in MATCHED:
-                    matched = _run(model, counter, workload, [], result["lengths"])
+                    matched = _run(model, workload, [], result["lengths"])
                     if round_index >= warmup:
                         runs.setdefault((workload[0], MATCHED[name]), []).append(matched)
         print(f"round {round_index + 1}/{warmup + rounds}", flush=True)

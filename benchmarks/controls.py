@@ -22,11 +22,16 @@ from pathlib import Path
 
 from common import PROMPTS, machine, machine_line, timed, write_section
 
-from steering.cli.demo_controls import NEGATIVE_EXAMPLES, POSITIVE_EXAMPLES, POSITIVE_WORDS, STARTS
 from steering.controls import PPLM, BagOfWords, Instruction, build_steering_vector
 from steering.decode import generate
 from steering.eval.sentiment import vader_reward
 from steering.models import load_model
+from steering.recipes.demo.pools_and_tweaks import (
+    NEGATIVE_EXAMPLES,
+    POSITIVE_EXAMPLES,
+    POSITIVE_WORDS,
+    STARTS,
+)
 
 
 def overhead(model, vector, *, repeats: int, max_new_tokens: int) -> list[dict[str, object]]:

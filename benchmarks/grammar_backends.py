@@ -121,10 +121,10 @@ class OutlinesCore:
     def setup(self, tokenizer: Any, vocab: int) -> None:
         import outlines_core
 
-        from steering.controls.grammar import _ll_tokenizer
+        from steering.controls.grammar import ll_tokenizer as steering_ll_tokenizer
 
         # Token bytes as llguidance decodes them (byte-fallback `<0x0A>` → b"\n", "▁" → b" "); no hub.
-        ll_tokenizer = _ll_tokenizer(tokenizer)  # steering's, already built by the end-to-end runs
+        ll_tokenizer = steering_ll_tokenizer(tokenizer)  # steering's, already built by the end-to-end runs
         started = time.perf_counter()
         eos = tokenizer.eos_token_id
         by_bytes: dict[bytes, list[int]] = {}

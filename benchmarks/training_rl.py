@@ -30,8 +30,9 @@ What each side computes per step (the methods differ; the benchmark does not hid
 Time per step: the wall-clock time between the ends of consecutive optimizer steps (our `progress`
 callback, TRL's `on_step_end`), the first `--warmup` steps left out, the median of the rest (pooled over
 `--repeats` runs). Each step is split into phases, timed inside the subprocess:
-- sampling: ours, the decode engine's loop (`steering.decode.engine._decode_rows`, wrapped); TRL, its
-  `_generate_single_turn` (left-padding, `model.generate`, the cut after EOS; wrapped on the trainer).
+- sampling: ours, the decode engine's loop (`sampling_s` of `metrics.jsonl`: the decoder's own clock,
+  `DecodeStats.decode_s`); TRL, its `_generate_single_turn` (left-padding, `model.generate`, the cut
+  after EOS; wrapped on the trainer).
 - scoring: the no-grad teacher-forced passes for the KL. Ours: `generation_s` of `metrics.jsonl` minus
   sampling (the base pass, plus tokenising and building the samples); TRL: the calls of
   `_get_per_token_logps_and_entropies` made with gradients off (wrapped on the trainer).
@@ -112,15 +113,11 @@ def rl_lora(args: argparse.Namespace) -> Any:
 def run_ours(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    import steering.decode.engine as engine
     from steering.eval.sentiment import vader_reward
     from steering.models import load_model
     from steering.train import RLConfig, train_rl
 
     clock = StepClock()
-    # `generate` looks `_decode_rows` up in its module: replacing it there times the sampling loop alone.
-    engine._decode_rows = clock.timed("sampling_s", engine._decode_rows)  # type: ignore[attr-defined]
-
     model = load_model(args.model, dtype="float32")
     loaded = rss_mb()
     path = tmp / "prompts.jsonl"
@@ -147,6 +144,7 @@ def run_ours(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     metrics = [m for m in result.metrics if "generation_s" in m]
     steps = clock.per_step()
     for step, record in zip(steps, metrics, strict=True):
+        step["sampling_s"] = record["sampling_s"]  # the decode loop, timed by the decoder (`DecodeStats`)
         step["scoring_s"] = record["generation_s"] - step["sampling_s"]
         step["training_s"] = record["training_s"]
         step["tokens"] = record["tokens"]
@@ -370,7 +368,7 @@ def _markdown(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"Seconds per optimizer step: median over {args.repeats} run(s) × {args.steps - args.warmup} steps (the "
         f"first {args.warmup} of each run left out), wall time between the ends of consecutive steps. Its phases, "
         "timed inside the subprocess (medians per step): *sampling* — ours: the decode engine's loop "
-        "(`_decode_rows`, wrapped); TRL: `_generate_single_turn` (padding, `model.generate`, the cut after "
+        "(`sampling_s` from `metrics.jsonl`, the decoder's own clock); TRL: `_generate_single_turn` (padding, `model.generate`, the cut after "
         "EOS; wrapped on the trainer). *Scoring* — the no-grad teacher-forced passes for the KL: ours: "
         "`generation_s` from `metrics.jsonl` minus sampling; TRL: its `_get_per_token_logps_and_entropies` calls "
         "with gradients off. *Training* — forward + backward of the loss: ours: `training_s` from `metrics.jsonl`; "

@@ -104,10 +104,10 @@ def test_inverse_cdf_two_level_matches_probabilities(block):
 
 
 class _Opaque:
-    """The same control without its fast-path hooks (`masks_only`, `token_pools`): the general path."""
+    """The same control with its fast paths off (`masks_only`, `offers_token_pools`): the general path."""
 
     masks_only = False
-    token_pools = None
+    offers_token_pools = False
 
     def __init__(self, inner):
         self.inner = inner

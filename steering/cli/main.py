@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from steering.condition.registry import samplers_help
 from steering.errors import SteeringError
+from steering.train.registry import METHODS
 
 app = typer.Typer(
     help="steering: make a language model do what you want, and know what each control costs.",
@@ -165,8 +168,7 @@ def generate(
     prompts = collect_prompts(prompt, input_path)
     controls: list[object] = []
     if adapter is not None:
-        from steering.controls import SoftPrompt
-        from steering.train.adapters import Adapter
+        from steering.controls import Adapter, SoftPrompt
 
         is_soft = (adapter / "soft_prompt.safetensors").is_file()
         controls.append(SoftPrompt.load(adapter) if is_soft else Adapter(adapter))
@@ -313,17 +315,33 @@ def sample(
         typer.Option(
             "--fixed",
             help="Hard: POSITION=TEXT, the generated tokens from POSITION on are TEXT (infill); repeatable. "
-            "smc and importance then propose with those tokens forced.",
+            "Samplers that take a proposal (smc, importance) then propose with those tokens forced.",
         ),
     ] = None,
     reward: Annotated[
-        str | None, typer.Option(help="Soft: module:function, (prompts, completions) -> list[float].")
+        str | None, typer.Option(help="Soft: module:function, (prompts, completions) -> a list of floats.")
     ] = None,
     beta: Annotated[float, typer.Option(help="KL weight of the reward (target ∝ p·exp(r/β)).")] = 1.0,
-    sampler: Annotated[str, typer.Option(help="smc | importance | rejection")] = "smc",
-    particles: Annotated[int, typer.Option(help="SMC particles / importance samples.")] = 32,
+    sampler: Annotated[str, typer.Option(help=f"One of: {samplers_help()}.")] = "smc",
+    particles: Annotated[
+        int,
+        typer.Option(
+            "--particles",
+            "--n-particles",
+            help="n_particles: SMC particles, importance samples, rejection's accepted samples.",
+        ),
+    ] = 32,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
-    max_model_calls: Annotated[int, typer.Option("--max-model-calls", help="Rejection budget.")] = 20_000,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            "--budget",
+            "--max-model-calls",
+            help="Most model calls (token forward passes) to spend: rejection stops drawing there; smc "
+            "and importance refuse to start when their worst case is above it. Default: the sampler's "
+            "(see --sampler), else no cap.",
+        ),
+    ] = None,
     show: Annotated[int, typer.Option(help="Unweighted samples to print (resampled by weight).")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[
@@ -332,7 +350,7 @@ def sample(
 ) -> None:
     """Sample from p(x | condition) or p(x)·exp(r(x)/β) with weights, ESS, log Ẑ and KL."""
     from steering.cli.control_options import conditions, fixed_spans
-    from steering.condition import Target, importance, rejection, smc
+    from steering.condition import Target, sampler_entry
     from steering.controls import ForceTokens
     from steering.models import load_model
 
@@ -344,22 +362,19 @@ def sample(
         reward=reward,
         fixed=fixed,
     )
-    samplers = {"smc", "importance", "rejection"}
-    if sampler not in samplers:
-        raise SteeringError(
-            f"unknown sampler {sampler!r}", received=sampler, fix="use smc, importance or rejection"
-        )
+    entry = sampler_entry(sampler)
     with console.status(f"loading {model}…"):
         lm = load_model(model)
     target = Target(lm, prompt, potentials, beta=beta, max_new_tokens=max_new_tokens)
-    proposal = [ForceTokens(fixed_spans(fixed))] if fixed else []
+    proposal = [ForceTokens(fixed_spans(fixed))] if fixed and entry.uses_proposal else []
     with console.status(f"sampling with {sampler}…"):
-        if sampler == "smc":
-            posterior = smc(target, particles=particles, proposal=proposal, seed=seed)
-        elif sampler == "importance":
-            posterior = importance(target, n=particles, proposal=proposal, seed=seed)
-        else:
-            posterior = rejection(target, n=particles, max_model_calls=max_model_calls, seed=seed)
+        posterior = entry.run(
+            target,
+            n_particles=particles,
+            budget=entry.cli_budget if budget is None else budget,
+            seed=seed,
+            proposal=proposal,
+        )
     summary = {
         "sampler": posterior.sampler,
         "found": posterior.found,
@@ -390,10 +405,10 @@ def demo(
     limit: Annotated[int | None, typer.Option(help="Use only the first N questions.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """Raw base vs Q:/A: wrapper vs few-shot on the built-in questions; writes report.html."""
-    from steering.cli.demo import SHORT_COLUMNS, demo_work_units, run_demo
+    """The base model, then each technique side by side; writes report.html after every section."""
     from steering.eval import builtin_questions
     from steering.models import load_model
+    from steering.recipes.demo import PromptingOutcome, SectionEvent, demo_work_units, run_demo
 
     started = time.time()
     with console.status(f"loading {model} (first run converts the GGUF, ~1 min)…"):
@@ -401,6 +416,19 @@ def demo(
     count = min(limit or len(builtin_questions()), len(builtin_questions()))
     with _progress() as bar:
         task = bar.add_task("demo", total=demo_work_units(count, max_new_tokens, limit))
+
+        def announce(event: SectionEvent) -> None:
+            seconds = int(time.time() - started)
+            clock = f"{seconds // 60}:{seconds % 60:02d} elapsed"
+            if event.seconds is None:
+                bar.console.print(f"section {event.index} of {event.total}: {event.name} ({clock})")
+                bar.update(task, description=f"demo {event.index}/{event.total}")
+                return
+            rest = "" if event.index == event.total else "; the page lists the sections still running"
+            bar.console.print(f"  done in {event.seconds:.0f} s ({clock}): {event.report.resolve()}{rest}")
+            if isinstance(event.outcome, PromptingOutcome):  # the first results, while the rest runs
+                bar.console.print(_technique_table(event.outcome.results, f"{lm.name} · {count} questions"))
+
         outcome = run_demo(
             lm,
             out_dir=out,
@@ -408,13 +436,9 @@ def demo(
             limit=limit,
             seed=seed,
             progress=lambda k: bar.advance(task, k),
+            on_section=announce,
         )
-    table = Table(title=f"steer demo · {lm.name} · {count} questions")
-    for column in SHORT_COLUMNS:
-        table.add_column(column)
-    for result in outcome.prompting:
-        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in result.row()])
-    Console().print(table)
+    Console().print(_technique_table(outcome.prompting, f"{lm.name} · {count} questions"))
     sentiment = Table(title="positive sentiment: reward (VADER) vs KL to base")
     for column in ("technique", "strength", "mean VADER", "mean KL"):
         sentiment.add_column(column)
@@ -422,6 +446,18 @@ def demo(
         sentiment.add_row(row.technique, row.strength, f"{row.reward:.3f}", f"{row.kl:.2f}")
     Console().print(sentiment)
     Console().print(f"report: {outcome.report.resolve()}  ({time.time() - started:.0f} s)")
+
+
+def _technique_table(results: list[Any], caption: str) -> Table:
+    """The demo's technique table (raw, Q:/A:, few-shot, tuned) with the short column names."""
+    from steering.recipes.demo import SHORT_COLUMNS
+
+    table = Table(title=f"steer demo · {caption}")
+    for column in SHORT_COLUMNS:
+        table.add_column(column)
+    for result in results:
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in result.row()])
+    return table
 
 
 train_app = typer.Typer(
@@ -439,52 +475,18 @@ ResumeFlag = Annotated[
 ]
 
 
-@train_app.command("sft")
-def train_sft_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
-    """Supervised fine-tuning of a LoRA adapter on {"prompt","completion"} / {"messages"} / {"text"} JSONL."""
-    from steering.train import SFTConfig, train_sft
+def _train_command(name: str) -> Callable[..., None]:
+    """The `steer train NAME` command of one method of `steering.train.registry.METHODS`."""
 
-    _train("SFT", SFTConfig, train_sft, args, resume)
+    def command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
+        _train(name, args, resume)
 
-
-@train_app.command("dpo")
-def train_dpo_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
-    """DPO (or loss=ipo) of a LoRA adapter on {"prompt","chosen","rejected"} or rankings JSONL; reference = the base."""
-    from steering.train import DPOConfig, train_dpo
-
-    _train("DPO", DPOConfig, train_dpo, args, resume)
+    command.__name__ = f"train_{name.replace('-', '_')}"
+    return command
 
 
-@train_app.command("reward-model")
-def train_reward_model_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
-    """A reward model (LoRA + scalar head) from preferences (Bradley–Terry), rankings (Plackett–Luce) or ratings."""
-    from steering.train import RewardModelConfig, train_reward_model
-
-    _train("reward model", RewardModelConfig, train_reward_model, args, resume)
-
-
-@train_app.command("rl")
-def train_rl_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
-    """KL-regularised RL of a LoRA adapter: data = {"prompt"} JSONL, reward = vader | reward-model:DIR | module:function."""
-    from steering.train import RLConfig, train_rl
-
-    _train("RL", RLConfig, train_rl, args, resume)
-
-
-@train_app.command("soft-prompt")
-def train_soft_prompt_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
-    """Soft-prompt tuning (k learned input vectors, the model frozen) on demonstrations JSONL."""
-    from steering.train import SoftPromptConfig, train_soft_prompt
-
-    _train("soft prompt", SoftPromptConfig, train_soft_prompt, args, resume)
-
-
-@train_app.command("distill")
-def train_distill_command(args: TrainArgs = None, resume: ResumeFlag = False) -> None:
-    """Distil a conditioned target into an adapter: data = the JSONL of `steer sample … --json` (weighted samples)."""
-    from steering.train import DistillConfig, train_distill
-
-    _train("distill", DistillConfig, train_distill, args, resume)
+for _name, _entry in METHODS.items():
+    train_app.command(_name, help=_entry.describe())(_train_command(_name))
 
 
 @app.command()
@@ -495,17 +497,20 @@ def report(
     ] = None,
 ) -> None:
     """Training curves (loss, reward, KL, learning rate, tokens/s) of a run as one HTML page."""
-    from steering.train.report import run_report
+    from steering.recipes import run_report
 
     Console().print(f"wrote {run_report(run, out)}")
 
 
-def _train(label: str, config_type: type, train: Any, args: list[str] | None, resume: bool) -> None:
+def _train(name: str, args: list[str] | None, resume: bool) -> None:
+    """Read the method's config (CONFIG.toml and/or key=value), train with a progress bar, say where it went."""
     from steering.train import TrainingInterrupted, read_config
 
+    method = METHODS[name]
+    label, train = method.label, method.train
     items = list(args or [])
     path = items.pop(0) if items and "=" not in items[0] else None
-    config = read_config(config_type, path, items)
+    config = read_config(method.config, path, items)
     with _progress() as bar:
         task = bar.add_task(label, total=None)
 

@@ -11,7 +11,6 @@ defines `log_potential_ids` and `prefix_ok_ids` instead, and is bound to the mod
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from steering.controls.pool import resolve_positions
 from steering.errors import InvalidArgument
+from steering.rewards import RewardFn, checked_rewards
 
 NEG_INF = float("-inf")
-RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 
 @runtime_checkable
@@ -171,8 +170,8 @@ def fixed_tokens(spans: dict[int, Any], *, strength: float | None = None) -> Fix
     """x_i = y_i at chosen generated positions: {position: text or token ids} (0 = first new token).
 
     A text takes as many consecutive positions as it has tokens (its canonical tokenisation). This is
-    the seeds' "a prompt fixes tokens at positions"; a prefix is {0: text}, an infill puts the text in
-    the middle. `ForceTokens(spans)` is the matching proposal (it forces those tokens and weights by
+    a prompt as a condition that fixes tokens at positions (Jermyn, "Conditioning, Prompts, and
+    Fine-Tuning", 2022); a prefix is {0: text}, an infill puts the text in the middle. `ForceTokens(spans)` is the matching proposal (it forces those tokens and weights by
     their probability).
 
     With `strength=λ` the potential is soft, exp(λ · #matching positions): the prompt as a reward.
@@ -209,34 +208,3 @@ class Reward:
 
     def __repr__(self) -> str:
         return f"exp({self.name}/{self.beta:g})"
-
-
-def checked_rewards(
-    fn: RewardFn, prompts: Sequence[str], completions: Sequence[str], *, name: str
-) -> list[float]:
-    """Call a reward and refuse NaN, ±inf or the wrong number of values, naming the reward."""
-    values = list(fn(list(prompts), list(completions)))
-    if len(values) != len(completions):
-        raise InvalidArgument(
-            f"the reward {name} returned {len(values)} values for {len(completions)} completions",
-            received=values[:5],
-            fix="return one float per completion",
-        )
-    for value in values:
-        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-            raise InvalidArgument(
-                f"the reward {name} returned a value that is not a finite number",
-                received=value,
-                fix="return finite floats (clip or replace NaN/inf inside the reward)",
-            )
-    return [float(v) for v in values]
-
-
-def check_beta(beta: float) -> float:
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
-        raise InvalidArgument(
-            "β (the KL weight) must be a positive finite number",
-            received=beta,
-            fix="use e.g. beta=0.5; smaller β follows the reward more closely",
-        )
-    return float(beta)

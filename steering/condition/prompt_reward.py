@@ -1,4 +1,7 @@
-"""The seeds' "prompt as reward": π(x)·exp(λ·Σ_{i∈S} δ(x_i, y_i)) → π(x | x_S = y_S) as λ → ∞.
+"""The prompt as a reward: π(x)·exp(λ·Σ_{i∈S} δ(x_i, y_i)) → π(x | x_S = y_S) as λ → ∞.
+
+Jermyn, "Conditioning, Prompts, and Fine-Tuning" (2022); fine-tuning with a KL penalty as Bayesian
+inference: Korbak, Perez & Buckley, "RL with KL penalties is better viewed as Bayesian inference" (2022).
 
 Fixing tokens y_S at positions S is a hard condition; rewarding each match with λ is a soft one, and
 the soft target approaches the hard one as λ grows. How fast is exactly computable: the conditional
@@ -99,7 +102,9 @@ def prompt_as_reward(
             points.append(_exact_point(target, bound, strength))
         else:
             proposal = ForceTokens(dict(spans), strength=None if hard else float(strength))
-            posterior = importance(target, n=n, proposal=[proposal], seed=seed, batch_size=batch_size)
+            posterior = importance(
+                target, n_particles=n, proposal=[proposal], seed=seed, batch_size=batch_size
+            )
             weights = posterior.weights.tolist()
             satisfied = sum(
                 w

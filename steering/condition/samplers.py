@@ -1,4 +1,4 @@
-"""Samplers of a `Target`: rejection and importance sampling (SMC follows in `smc.py`).
+"""Samplers of a `Target`: rejection and importance sampling (SMC is in `smc.py`).
 
 Both spend model calls through `steering.generate`, so every proposal sample carries exact books:
 log π(x) = Σ logp_base and log q(x) = Σ logq. A completion under π ends with EOS or at
@@ -14,16 +14,11 @@ from collections.abc import Sequence
 import torch
 
 from steering.condition.posterior import Posterior
+from steering.condition.sampler_args import check_budget, check_particles
 from steering.condition.target import Target
 from steering.decode import generate
 from steering.decode.samples import Sample
 from steering.errors import InvalidArgument
-
-
-def _check_count(value: int, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidArgument(f"{name} must be a positive integer", received=value, fix=f"use e.g. {name}=64")
-    return value
 
 
 def _close_with_eos(target: Target, samples: list[Sample]) -> tuple[list[Sample], int]:
@@ -58,21 +53,30 @@ def _close_with_eos(target: Target, samples: list[Sample]) -> tuple[list[Sample]
 def importance(
     target: Target,
     *,
-    n: int = 64,
-    proposal: Sequence[object] = (),
+    n_particles: int = 64,
+    budget: int | None = None,
     seed: int = 0,
+    proposal: Sequence[object] = (),
     batch_size: int = 8,
 ) -> Posterior:
     """Self-normalised importance sampling: x ~ q (the base, or base + controls), w = π(x) φ(x) / q(x).
 
     Args:
         target: what to sample.
-        n: proposal samples.
-        proposal: controls that define q (pools, tweaks, context controls); empty = the base itself.
+        n_particles: proposal samples, all kept with their weights.
+        budget: the most model calls allowed, or None for no cap; the run is refused when its worst
+            case (every sample runs to `max_new_tokens`, rescoring and EOS closing included) exceeds it.
         seed: same seed, same samples.
+        proposal: controls that define q (pools, tweaks, context controls); empty = the base itself.
         batch_size: rows decoded together.
+
+    Returns:
+        A `Posterior` of `n_particles` weighted samples.
     """
-    _check_count(n, "n")
+    n = check_particles(n_particles)
+    passes = 2 if _rescored(proposal) else 1
+    closing = n * (target.max_new_tokens + 1) if proposal else 0  # a pool may end rows without EOS
+    check_budget(budget, worst_case=n * target.max_new_tokens * passes + closing, sampler="importance")
     drawn = generate(
         target.model,
         [target.prompt],
@@ -83,7 +87,7 @@ def importance(
         batch_size=batch_size,
     )
     samples, extra = _close_with_eos(target, list(drawn))
-    calls = sum(len(s.token_ids) for s in drawn) * (2 if _rescored(proposal) else 1) + extra
+    calls = sum(len(s.token_ids) for s in drawn) * passes + extra
     log_phi = target.log_potential([s.text for s in samples], [s.token_ids for s in samples])
     log_w = torch.tensor([s.log_weight for s in samples], dtype=torch.float64) + log_phi
     log_z = float(torch.logsumexp(log_w, 0) - math.log(n))
@@ -94,31 +98,39 @@ def importance(
 def rejection(
     target: Target,
     *,
-    n: int = 16,
-    max_model_calls: int = 100_000,
-    log_bound: float | None = None,
+    n_particles: int = 16,
+    budget: int | None = 100_000,
     seed: int = 0,
+    proposal: Sequence[object] = (),
+    log_bound: float | None = None,
     batch_size: int = 8,
 ) -> Posterior:
-    """Draw from the base until `n` samples are accepted or `max_model_calls` token passes are spent.
+    """Draw from the base until `n_particles` samples are accepted or `budget` model calls are spent.
 
     Hard potentials accept exactly the samples that satisfy them. Soft potentials need `log_bound`
     ≥ max log φ(x); a sample is then accepted with probability exp(log φ(x) − log_bound).
+
+    Args:
+        target: what to sample.
+        n_particles: accepted samples wanted.
+        budget: model calls after which no new batch is drawn (the batch under way is finished, so the
+            count can pass the budget by up to `batch_size × max_new_tokens`); required.
+        seed: same seed, same samples.
+        proposal: must be empty: rejection draws from the base itself (use `importance` or `smc`).
+        log_bound: an upper bound on log φ(x) = r(x)/β, needed for soft potentials.
+        batch_size: rows decoded together.
+
+    Returns:
+        A `Posterior` of the accepted samples, equally weighted; the evidence is the acceptance mass.
     """
-    _check_count(n, "n")
-    _check_count(max_model_calls, "max_model_calls")
-    if not target.hard and log_bound is None:
-        raise InvalidArgument(
-            "rejection sampling a soft potential needs log_bound, an upper bound on r(x)/β",
-            received=target.describe(),
-            fix="pass log_bound=max_reward/beta, or use importance() or smc()",
-        )
+    n = check_particles(n_particles)
+    limit, bound = _check_rejection(target, budget=budget, proposal=proposal, log_bound=log_bound)
     uniform = torch.Generator().manual_seed(seed)
     accepted: list[Sample] = []
     accepted_phi: list[float] = []
     calls, drawn, mass = 0, 0, []
     round_index = 0
-    while len(accepted) < n and calls < max_model_calls:
+    while len(accepted) < n and calls < limit:
         batch = generate(
             target.model,
             [target.prompt],
@@ -133,7 +145,6 @@ def rejection(
         for sample, value in zip(batch, log_phi.tolist(), strict=True):
             drawn += 1
             mass.append(value)
-            bound = 0.0 if target.hard else float(log_bound)  # type: ignore[arg-type]
             if value > bound + 1e-9:
                 raise InvalidArgument(
                     f"log φ(x) = {value:.3f} exceeds log_bound = {bound:.3f}",
@@ -155,6 +166,31 @@ def rejection(
         calls,
         name,
     )
+
+
+def _check_rejection(
+    target: Target, *, budget: int | None, proposal: Sequence[object], log_bound: float | None
+) -> tuple[int, float]:
+    """Validate rejection's own arguments; returns the budget and the bound on log φ (0 when hard)."""
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+        raise InvalidArgument(
+            "rejection needs a budget: a positive number of model calls",
+            received=budget,
+            fix="use e.g. budget=100_000",
+        )
+    if proposal:
+        raise InvalidArgument(
+            "rejection draws from the base itself and takes no proposal",
+            received=[type(c).__name__ for c in proposal],
+            fix="use importance() or smc() with a proposal, or drop it",
+        )
+    if not target.hard and log_bound is None:
+        raise InvalidArgument(
+            "rejection sampling a soft potential needs log_bound, an upper bound on r(x)/β",
+            received=target.describe(),
+            fix="pass log_bound=max_reward/beta, or use importance() or smc()",
+        )
+    return budget, 0.0 if target.hard or log_bound is None else float(log_bound)
 
 
 def _rescored(controls: Sequence[object]) -> bool:

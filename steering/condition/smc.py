@@ -24,7 +24,6 @@ prefixes kills a particle as soon as its prefix fails; the full potential weight
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -32,18 +31,17 @@ from typing import Any
 import torch
 
 from steering.condition.posterior import Posterior
+from steering.condition.sampler_args import check_budget, check_particles
 from steering.condition.target import Target
-from steering.controls.base import split_controls
-from steering.decode.engine import BatchDecoder, _Row
-from steering.decode.samples import Sample
-from steering.decode.sampling import row_seed
+from steering.controls.base import LogitControlBase, split_controls
+from steering.decode import BatchDecoder, DecodeRow, Sample, row_seed
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
 
 MEMORY_LIMIT_BYTES = 8 * 1024**3
 
 
-class _NoEOS:
+class _NoEOS(LogitControlBase):
     """Internal logit control: particles do not end on their own (suffix SMC closes them)."""
 
     def __init__(self, eos: Sequence[int]) -> None:
@@ -78,33 +76,34 @@ def _ess(log_weights: torch.Tensor) -> float:
 def smc(
     target: Target,
     *,
-    particles: int = 32,
-    ess_threshold: float = 0.5,
-    proposal: Sequence[object] = (),
+    n_particles: int = 32,
+    budget: int | None = None,
     seed: int = 0,
+    proposal: Sequence[object] = (),
+    ess_threshold: float = 0.5,
 ) -> Posterior:
     """Sample `target` with SMC; see the module docstring for the suffix lookahead.
 
     Args:
         target: what to sample.
-        particles: N, decoded together in one batch.
-        ess_threshold: resample when ESS < ess_threshold · N (0 never resamples, 1 always does).
+        n_particles: N, decoded together in one batch.
+        budget: the most model calls allowed, or None for no cap; the run is refused when its worst
+            case (no particle stops early; the suffix lookahead at every step) exceeds it.
+        seed: same seed, same result.
         proposal: logit controls defining q (temperature, tweaks, `ForceTokens`), stateless or able to
             follow resampled rows (`select_rows`); the weights correct them.
-        seed: same seed, same result.
+        ess_threshold: resample when ESS < ess_threshold · N (0 never resamples, 1 always does).
+
+    Returns:
+        A `Posterior`: for "ends with S", every particle's closing candidate at every step; otherwise
+        the N finished particles.
     """
-    if not isinstance(particles, int) or isinstance(particles, bool) or particles <= 0:
-        raise InvalidArgument("particles must be a positive integer", received=particles, fix="use e.g. 32")
+    particles = check_particles(n_particles)
     if not 0.0 <= ess_threshold <= 1.0:
         raise InvalidArgument("ess_threshold must be in [0, 1]", received=ess_threshold, fix="use 0.5")
     context, logit_controls, model_controls = split_controls(proposal)
     # Per-row state must follow the resampled rows: only controls that can re-index it (select_rows).
-    stateful = [
-        c
-        for c in logit_controls
-        if any(hasattr(c, h) for h in ("consume", "is_complete", "observe_state"))
-        and not callable(getattr(c, "select_rows", None))
-    ]
+    stateful = [c for c in logit_controls if not c.can_select_rows]
     if context or model_controls or stateful:
         raise InvalidArgument(
             "SMC resamples rows, so its proposal may only use stateless logit controls",
@@ -113,9 +112,18 @@ def smc(
         )
     _check_memory(target, particles)
     suffix = next((getattr(p, "suffix", None) for p in target.resolved if getattr(p, "suffix", None)), None)
+    check_budget(budget, worst_case=_worst_case_calls(target, particles, suffix), sampler="smc")
     if suffix is not None:
         return _suffix_smc(target, suffix, particles, ess_threshold, list(logit_controls), seed)
     return _plain_smc(target, particles, ess_threshold, list(logit_controls), seed)
+
+
+def _worst_case_calls(target: Target, particles: int, suffix: str | None) -> int:
+    """Model calls when no particle stops early: one per particle and step, plus |S| per step to close."""
+    if suffix is None:
+        return particles * target.max_new_tokens
+    width = len(target.model.encode_continuation(suffix))
+    return max(target.max_new_tokens - width + 1, 0) * particles * (width + 1)
 
 
 def _check_memory(target: Target, particles: int) -> None:
@@ -137,9 +145,12 @@ def _check_memory(target: Target, particles: int) -> None:
         )
 
 
-def _rows(target: Target, particles: int, seed: int) -> list[_Row]:
+def _rows(target: Target, particles: int, seed: int) -> list[DecodeRow]:
     ids = target.model.encode(target.prompt)
-    return [_Row(0, k, ids, _generator(seed, 0, k), [], [], [], []) for k in range(particles)]
+    return [
+        DecodeRow(prompt_index=0, sample_index=k, context_ids=ids, generator=_generator(seed, 0, k))
+        for k in range(particles)
+    ]
 
 
 def _generator(seed: int, step: int, index: int) -> torch.Generator:
@@ -168,29 +179,6 @@ def _resample_if_needed(
     return torch.zeros(count, dtype=torch.float64), log_mean, indices
 
 
-@torch.no_grad()
-def _lookahead(decoder: BatchDecoder, tokens: list[int]) -> torch.Tensor:
-    """(N, len(tokens)) log π(tokens[j] | y, tokens[:j]) for every particle y, leaving the cache as it was."""
-    from transformers import DynamicCache
-
-    model = decoder.model
-    count, width = len(decoder.rows), len(tokens)
-    first = decoder.logits.float().log_softmax(-1)[:, tokens[0]]
-    if width == 1:
-        return first[:, None].cpu().double()
-    cache = DynamicCache(config=model.module.config)
-    cache.layers = [copy.copy(layer) for layer in decoder.cache.layers]
-    feed = torch.tensor([tokens[:-1]] * count, device=model.device)
-    mask = torch.cat([decoder.mask, torch.ones_like(feed)], dim=-1)
-    positions = decoder.next_position + torch.arange(width - 1, device=model.device)
-    out = model.module(
-        input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-    )
-    following = torch.tensor(tokens[1:], device=model.device).expand(count, -1)[..., None]
-    rest = out.logits.float().log_softmax(-1).gather(-1, following).squeeze(-1)
-    return torch.cat([first[:, None], rest], dim=1).cpu().double()
-
-
 def _suffix_smc(
     target: Target, suffix: str, particles: int, threshold: float, controls: list[Any], seed: int
 ) -> Posterior:
@@ -205,7 +193,7 @@ def _suffix_smc(
             fix="raise max_new_tokens",
         )
     decoder = BatchDecoder(
-        model, _rows(target, particles, seed), [*controls, _NoEOS(model.eos_token_ids)], ()
+        model, _rows(target, particles, seed), controls=[*controls, _NoEOS(model.eos_token_ids)]
     )
     resampler = torch.Generator().manual_seed(row_seed(seed, -1, 0))
     log_w = torch.zeros(particles, dtype=torch.float64)  # twisted weights, relative to the running evidence
@@ -214,7 +202,7 @@ def _suffix_smc(
     candidates: list[tuple[Sample, float]] = []
     calls, resamplings = 0, 0
     for step in range(budget - len(suffix_ids) + 1):
-        closing = _lookahead(decoder, [*suffix_ids, eos])  # log π(S_1, …, S_k, EOS | y) per token
+        closing = decoder.lookahead([*suffix_ids, eos])  # log π(S_1, …, S_k, EOS | y) per token
         calls += particles * len(suffix_ids)  # S runs through the model; π(S_1 | y) is already pending
         with_eos = step + len(suffix_ids) + 1 <= budget  # else y + S fills the budget: no EOS after it
         tail = [*suffix_ids, eos] if with_eos else list(suffix_ids)
@@ -239,7 +227,7 @@ def _suffix_smc(
 
 
 def _candidate(
-    model: LanguageModel, prompt: str, row: _Row, tail: list[int], tail_logp: torch.Tensor
+    model: LanguageModel, prompt: str, row: DecodeRow, tail: list[int], tail_logp: torch.Tensor
 ) -> Sample:
     """The completion y + tail as a Sample: tail tokens forced (log q = 0), scored under the base."""
     tokens = [*row.tokens, *tail]
@@ -266,7 +254,7 @@ def _posterior(target: Target, candidates: list[tuple[Sample, float]], calls: in
 
 def _plain_smc(target: Target, particles: int, threshold: float, controls: list[Any], seed: int) -> Posterior:
     model = target.model
-    decoder = BatchDecoder(model, _rows(target, particles, seed), controls, ())
+    decoder = BatchDecoder(model, _rows(target, particles, seed), controls=controls)
     resampler = torch.Generator().manual_seed(row_seed(seed, -1, 0))
     log_w = torch.zeros(particles, dtype=torch.float64)
     log_evidence, calls, resamplings = 0.0, 0, 0

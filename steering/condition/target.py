@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from steering.condition.potentials import Potential, Reward, RewardFn, check_beta
+from steering.condition.potentials import Potential, Reward
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
+from steering.rewards import RewardFn, check_beta
 
 
 @dataclass

@@ -1,13 +1,25 @@
-"""Controls reshape the base distribution: context controls change the input, logit controls the scores.
+"""Controls reshape the base distribution: context controls change the input, model controls the
+model, logit controls the scores.
 
-See `steering.controls.base` for the protocol and the order in which controls compose.
+`steering.controls.base` states the contract every control follows (the hooks the decode engine
+calls, their defaults, the capabilities a control declares) and the order in which controls compose.
+Every control exported here runs through the conformance suite (`tests/controls/test_conformance.py`).
 """
 
+from steering.controls.adapter import Adapter
 from steering.controls.base import (
+    CallableControl,
+    Constraint,
     ContextControl,
     Control,
+    DecodeState,
+    FastPaths,
     LogitControl,
+    LogitControlBase,
     ModelControl,
+    RowState,
+    StateObserver,
+    as_logit_control,
     describe,
     split_controls,
 )
@@ -35,13 +47,18 @@ from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_firs
 __all__ = [
     "PPLM",
     "QA",
+    "Adapter",
     "BagOfWords",
+    "CallableControl",
     "ChatTemplate",
     "Choices",
     "Classification",
+    "Constraint",
     "ContextControl",
     "Control",
+    "DecodeState",
     "Demonstration",
+    "FastPaths",
     "FewShot",
     "ForceTokens",
     "ForcedSpan",
@@ -52,18 +69,22 @@ __all__ = [
     "Lark",
     "LogitBias",
     "LogitControl",
+    "LogitControlBase",
     "MinP",
     "ModelControl",
     "PPLMStats",
     "PromptTemplate",
     "QuoteFromSource",
     "Regex",
+    "RowState",
     "SoftPrompt",
+    "StateObserver",
     "SteeringVector",
     "SuffixAutomaton",
     "Temperature",
     "TopK",
     "TopP",
+    "as_logit_control",
     "build_steering_vector",
     "classify",
     "decoder_layers",

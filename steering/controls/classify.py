@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from steering.controls.trie import first_prefix_pair
+from steering.controls.trie import first_prefix_pair, validate_labels
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
 
@@ -38,25 +38,6 @@ class Classification:
 
     def as_dict(self) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, self.probs, strict=True)}
-
-
-def _validate_labels(labels: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(labels, str) or not labels:
-        raise InvalidArgument(
-            "classify needs a non-empty list of labels",
-            received=labels,
-            fix='pass e.g. ["positive", "negative"]',
-        )
-    if any(not isinstance(label, str) or not label for label in labels):
-        raise InvalidArgument(
-            "labels must be non-empty strings", received=list(labels), fix="remove empty labels"
-        )
-    duplicates = sorted({label for label in labels if list(labels).count(label) > 1})
-    if duplicates:
-        raise InvalidArgument(
-            "labels must be distinct", received=f"duplicates {duplicates}", fix="list each label once"
-        )
-    return tuple(labels)
 
 
 def label_token_ids(model: LanguageModel, labels: Sequence[str], *, end: str | None) -> list[list[int]]:
@@ -87,7 +68,7 @@ def classify(
         end: optional text that closes an answer (e.g. "\\n"); needed when one label is a token prefix
             of another.
     """
-    label_tuple = _validate_labels(labels)
+    label_tuple = validate_labels(labels)
     ids = label_token_ids(model, label_tuple, end=end)
     scores = model.logprobs([prompt] * len(ids), ids)
     log_scores = torch.stack([s.double().sum() for s in scores])
@@ -96,7 +77,7 @@ def classify(
 
 def first_token_shortcut(model: LanguageModel, prompt: str, labels: Sequence[str]) -> torch.Tensor:
     """The biased shortcut, for comparison: P(first token of each label), normalised over the labels."""
-    label_tuple = _validate_labels(labels)
+    label_tuple = validate_labels(labels)
     first = [model.encode_continuation(label)[0] for label in label_tuple]
     ids = torch.tensor([model.encode(prompt)], device=model.device)
     with torch.no_grad():

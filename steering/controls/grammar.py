@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from steering.controls.base import LogitControlBase
 from steering.errors import InputFormatError, InvalidArgument, did_you_mean
 
 BACKENDS = ("llguidance", "xgrammar")
@@ -36,7 +37,7 @@ _LL_EXECUTORS: list[Any] = []  # one llguidance thread pool per process, made on
 _XGRAMMAR_COMPILERS: dict[tuple[int, int], Any] = {}
 
 
-def _ll_tokenizer(tokenizer: Any) -> Any:
+def ll_tokenizer(tokenizer: Any) -> Any:
     """The llguidance tokenizer for a HF fast tokenizer, built once per process (seconds for 262k)."""
     key = id(tokenizer)
     if key not in _LL_TOKENIZERS:
@@ -183,13 +184,16 @@ class _XGrammarRows:
 
 
 @dataclass
-class Grammar:
+class Grammar(LogitControlBase):
     """A token pool defined by a grammar; build it with `Regex`, `JsonSchema` or `Lark`.
 
     `grammar` is the text the backend compiles (llguidance's grammar JSON, or xgrammar's EBNF).
     """
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+    offers_token_pools = True  # `token_pools`: each row's allowed ids, sampled without a (B, V) mask
+    decides_completion = True  # a row ends ("stop") once its grammar can only stop
+    can_select_rows = False  # matchers cannot be copied for resampled rows (restart_row: a fresh one)
 
     grammar: str
     kind: str
@@ -226,11 +230,11 @@ class Grammar:
         self._rows = None  # xgrammar's rows need the logits width: built at the first step
         self._bitmask = None
         if self.backend == "llguidance":
-            ll_tokenizer = _ll_tokenizer(tokenizer)
+            compiled = ll_tokenizer(tokenizer)
             if self._checked_for != id(tokenizer):
-                self._validate(ll_tokenizer)
+                self._validate(compiled)
                 self._checked_for = id(tokenizer)
-            self._rows = _LLGuidanceRows(ll_tokenizer, self.grammar, batch_size)
+            self._rows = _LLGuidanceRows(compiled, self.grammar, batch_size)
 
     def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
         """Called by the engine when a new prompt takes over batch row `row`: a fresh matcher."""

@@ -17,15 +17,15 @@ from typing import Any
 
 import torch
 
-from steering.controls.classify import _validate_labels
-from steering.controls.trie import TrieNode, compile_trie
+from steering.controls.base import LogitControlBase
+from steering.controls.trie import TrieNode, compile_trie, validate_labels
 from steering.errors import InvalidArgument
 
 NEG_INF = float("-inf")
 
 
 @dataclass
-class Choices:
+class Choices(LogitControlBase):
     """The output is exactly one of `labels` (multi-token labels through a token trie).
 
     Labels are matched on their canonical tokenisation as a continuation (`" positive"` usually starts
@@ -35,6 +35,11 @@ class Choices:
     """
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+    decides_completion = True  # a whole label ends the row
+    # Each row's trie position is read from its tokens after the batch's prompt width, which a refilled
+    # row does not share: batches stay fixed. Nor is it offered to SMC as a proposal.
+    can_restart_row = False
+    can_select_rows = False
 
     labels: Sequence[str]
     end: str | None = None
@@ -43,7 +48,7 @@ class Choices:
     _prompt_width: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.labels = _validate_labels(self.labels)
+        self.labels = validate_labels(self.labels)
 
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
         """Called by the engine before each batch: compile the trie once per tokenizer."""
@@ -97,7 +102,7 @@ class Choices:
 
 
 @dataclass
-class ForcedSpan:
+class ForcedSpan(LogitControlBase):
     """After `trigger` appears in the generated text, the next span must be one of `allowed`; then
     free text resumes (e.g. a Markdown link title after "[", or a known name after "Title:").
 
@@ -108,6 +113,8 @@ class ForcedSpan:
     """
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+    can_restart_row = False  # per-row span state without a restart: batches stay fixed
+    can_select_rows = False
 
     trigger: str
     allowed: Sequence[str]
@@ -124,7 +131,7 @@ class ForcedSpan:
             raise InvalidArgument(
                 "the trigger must be a non-empty string", received=self.trigger, fix='use e.g. "["'
             )
-        self.allowed = _validate_labels(self.allowed)
+        self.allowed = validate_labels(self.allowed)
         # Enough trailing tokens to contain the trigger: every token but a special one has ≥ 1 byte.
         self._window = len(self.trigger.encode("utf-8")) + 1
 
@@ -236,7 +243,7 @@ def resolve_positions(spans: Any, tokenizer: Any, *, what: str) -> dict[int, int
 
 
 @dataclass
-class ForceTokens:
+class ForceTokens(LogitControlBase):
     """At given generated positions only the given token may be sampled (an infill proposal).
 
     `positions` maps a generated position (0 = first new token) to a text or token ids; a text takes
@@ -281,6 +288,7 @@ class ForceTokens:
         self._eos = [eos] if isinstance(eos, int) else []
 
     def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
+        """A new prompt in row `row`: nothing generated yet."""
         self._lengths[row] = 0
 
     def select_rows(self, indices: Sequence[int]) -> None:

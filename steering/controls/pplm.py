@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from steering.controls.base import DecodeState, LogitControlBase
 from steering.controls.tweak import word_first_tokens
 from steering.errors import InvalidArgument
 
@@ -60,7 +61,7 @@ def _positive(value: float, name: str, *, allow_zero: bool = False) -> float:
 
 
 @dataclass
-class PPLM:
+class PPLM(LogitControlBase):
     """Plug-and-play steering toward a bag of words by gradient steps on the KV cache.
 
     Args:
@@ -81,6 +82,9 @@ class PPLM:
     gamma: float = 1.5
     window: int = 0
     stats: PPLMStats = field(default_factory=PPLMStats, init=False, repr=False)
+    # Its perturbation and recorded past are per batch, not per row: no refill, no resampling.
+    can_restart_row = False
+    can_select_rows = False
     _bag: torch.Tensor | None = field(default=None, init=False, repr=False)
     _tokenizer_id: int | None = field(default=None, init=False, repr=False)
     _state: Any = field(default=None, init=False, repr=False)
@@ -121,7 +125,7 @@ class PPLM:
         self._delta = None
         self._recorded = None
 
-    def observe_state(self, state: Any) -> None:
+    def observe_state(self, state: DecodeState) -> None:
         """Keep the cache as it was before the last token (the past PPLM perturbs) and record this one.
 
         Cache layers replace their tensors on every update (concatenation, window slicing), so shallow
@@ -131,7 +135,7 @@ class PPLM:
         self._past = self._recorded if self._recorded is not None else self._prefill(state)
         self._recorded = [copy.copy(layer) for layer in state.cache.layers]
 
-    def _prefill(self, state: Any) -> list[Any]:
+    def _prefill(self, state: DecodeState) -> list[Any]:
         """First step of a batch: the past is the prompt without its last token; run it once."""
         mask = state.attention_mask[:, :-1]
         with torch.no_grad():

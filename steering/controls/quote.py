@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from steering.controls.base import LogitControlBase
+from steering.controls.grammar import ll_tokenizer
 from steering.errors import InvalidArgument
 
 OUTSIDE = -1
@@ -84,9 +86,7 @@ def token_bytes(tokenizer: Any) -> list[bytes | None]:
     """Each token id's bytes (None for special tokens), built once per tokenizer."""
     key = id(tokenizer)
     if key not in _TOKEN_BYTES:
-        from steering.controls.grammar import _ll_tokenizer
-
-        ll = _ll_tokenizer(tokenizer)
+        ll = ll_tokenizer(tokenizer)
         _TOKEN_BYTES[key] = [
             None if ll.is_special_token(i) else ll.decode_bytes([i]) for i in range(ll.vocab_size)
         ]
@@ -115,7 +115,7 @@ def extract_quotes(text: str, *, open_mark: str = '"', close_mark: str = '"') ->
 
 
 @dataclass
-class QuoteFromSource:
+class QuoteFromSource(LogitControlBase):
     """Between `open_mark` and `close_mark` the text must be a contiguous substring of `source`.
 
     Example: `QuoteFromSource(article, open_mark='"')` lets the model write freely but quote only what
@@ -124,6 +124,8 @@ class QuoteFromSource:
     """
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
+    can_restart_row = False  # each row's state starts from the batch's prompts (read at the first step)
+    can_select_rows = False
 
     source: str
     open_mark: str = '"'

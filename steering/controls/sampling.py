@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
+from steering.controls.base import LogitControlBase
 from steering.errors import InvalidArgument
 
 NEG_INF = float("-inf")
 
 
 @dataclass(frozen=True)
-class Temperature:
+class Temperature(LogitControlBase):
     """Divide the scores by `value` (> 0). Below 1 sharpens, above 1 flattens."""
 
     value: float
@@ -36,7 +37,7 @@ class Temperature:
 
 
 @dataclass(frozen=True)
-class TopK:
+class TopK(LogitControlBase):
     """Keep the `k` highest-scoring tokens."""
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
@@ -54,7 +55,7 @@ class TopK:
 
 
 @dataclass(frozen=True)
-class TopP:
+class TopP(LogitControlBase):
     """Nucleus sampling: keep the smallest set of most likely tokens whose mass reaches `p` ∈ (0, 1]."""
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
@@ -81,7 +82,7 @@ class TopP:
 
 
 @dataclass(frozen=True)
-class MinP:
+class MinP(LogitControlBase):
     """Keep tokens whose probability is at least `p` times the most likely token's, p ∈ (0, 1]."""
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
@@ -99,7 +100,7 @@ class MinP:
 
 
 @dataclass(frozen=True)
-class Greedy:
+class Greedy(LogitControlBase):
     """Always the most likely token (ties: the lowest id). `logq` is 0 for it: a point mass."""
 
     # A point mass: the engine may take the argmax directly (log q = 0, step KL = −log p_base of the

@@ -1,4 +1,4 @@
-"""Token tries for label sets and forced spans, and the one check that labels are unambiguous."""
+"""Token tries for label sets and forced spans, the check that labels are well formed, and the one that they are unambiguous."""
 
 from __future__ import annotations
 
@@ -42,3 +42,23 @@ def compile_trie(
             node = node.children.setdefault(int(token), TrieNode())
         node.label = index
     return root
+
+
+def validate_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    """Non-empty, distinct, non-empty strings (labels of `classify` and `Choices`, spans of `ForcedSpan`)."""
+    if isinstance(labels, str) or not labels:
+        raise InvalidArgument(
+            "classify needs a non-empty list of labels",
+            received=labels,
+            fix='pass e.g. ["positive", "negative"]',
+        )
+    if any(not isinstance(label, str) or not label for label in labels):
+        raise InvalidArgument(
+            "labels must be non-empty strings", received=list(labels), fix="remove empty labels"
+        )
+    duplicates = sorted({label for label in labels if list(labels).count(label) > 1})
+    if duplicates:
+        raise InvalidArgument(
+            "labels must be distinct", received=f"duplicates {duplicates}", fix="list each label once"
+        )
+    return tuple(labels)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from steering.controls.base import LogitControlBase
 from steering.errors import InvalidArgument
 
 
@@ -36,7 +37,7 @@ def _check_strength(value: float, what: str) -> float:
 
 
 @dataclass
-class LogitBias:
+class LogitBias(LogitControlBase):
     """Add a bias to chosen tokens: keys are token ids or words (a word biases the first token of each
     of its tokenisations, with and without a leading space).
 
@@ -57,10 +58,8 @@ class LogitBias:
             if isinstance(key, str) and not key.strip():
                 raise InvalidArgument("a biased word is empty", received=repr(key), fix="remove it")
 
-    def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
-        """No per-row state: a new prompt in a batch row needs nothing."""
-
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
+        """Build the bias vector once per tokenizer (no per-row state: rows restart freely)."""
         if self._tokenizer_id == id(tokenizer):
             return
         size = max(len(tokenizer), max((k for k in self.bias if isinstance(k, int)), default=0) + 1)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from steering.decode.stats import DecodeStats
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -69,11 +71,16 @@ class Sample:
 
 @dataclass(frozen=True)
 class Samples:
-    """All generations of one `generate` call, prompt-major: prompt 0's n samples, then prompt 1's…"""
+    """All generations of one `generate` call, prompt-major: prompt 0's n samples, then prompt 1's…
+
+    `stats` holds the decoder's counts and timings for the call (zeros for sets made otherwise, such
+    as `resample`'s).
+    """
 
     items: list[Sample]
     model_name: str
     controls: list[str] = field(default_factory=list)
+    stats: DecodeStats = field(default_factory=DecodeStats, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)

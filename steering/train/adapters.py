@@ -1,10 +1,10 @@
-"""LoRA adapters on a loaded model: add one to train, save it in peft's format, use it to generate.
+"""Training-side LoRA helpers: add an adapter to train, save it in peft's format, take it out again.
 
 One base model, many named adapters (transformers' PEFT integration injects them in place, so the
 `LanguageModel` and the decode engine are unchanged). The base distribution is always the model with
-adapters disabled: `Adapter` is a model control — active while sampling, disabled for the exact base
-books — so KL to the base is exact for fine-tuned models too, and DPO/RL use the same weights with
-the adapter off as their reference (no second copy).
+adapters disabled, so DPO/RL use the same weights with the adapter off as their reference (no second
+copy). `LoraWeights` is the loop's default `TrainedWeights`. Generating with a trained adapter is
+`steering.controls.Adapter`, a model control (re-exported here until every importer moved).
 
 An adapter directory holds `adapter_config.json` + `adapter_model.safetensors` (what
 `peft.PeftModel.from_pretrained` and `model.load_adapter` read) and `steering.json`: which base model
@@ -16,27 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steering.controls.adapter import META, base_fingerprint
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
 from steering.paths import atomic_dir
-
-META = "steering.json"
-
-
-def base_fingerprint(model: LanguageModel) -> dict[str, Any]:
-    """What an adapter must match: the base model's name and the shapes its weights plug into."""
-    config = model.module.config
-    return {
-        "base_model": model.name,
-        "model_type": str(getattr(config, "model_type", "")),
-        "hidden_size": int(getattr(config, "hidden_size", 0)),
-        "num_hidden_layers": int(getattr(config, "num_hidden_layers", 0)),
-        "vocab_size": int(getattr(config, "vocab_size", 0)),
-    }
 
 
 def add_lora(
@@ -86,6 +72,28 @@ def remove_adapter(model: LanguageModel, name: str) -> None:
             module.disable_adapters()
 
 
+def write_adapter_files(
+    model: LanguageModel, name: str, directory: Path, *, extra: dict[str, Any] | None = None
+) -> None:
+    """Write adapter `name` in peft's format into the existing `directory` (not atomic by itself).
+
+    `extra` goes into steering.json, after the base model's fingerprint.
+    """
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    module = model.module
+    state = get_peft_model_state_dict(module, adapter_name=name, save_embedding_layers=False)
+    # peft's own layout: keys under "base_model.model." (PeftModel.from_pretrained and load_adapter read it).
+    tensors = {f"base_model.model.{key}": value.detach().cpu().contiguous() for key, value in state.items()}
+    save_file(tensors, str(directory / "adapter_model.safetensors"))
+    config = module.peft_config[name]
+    config.base_model_name_or_path = model.name
+    config.save_pretrained(str(directory))
+    meta = {**base_fingerprint(model), "adapter": name, **(extra or {})}
+    (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def save_adapter(
     model: LanguageModel,
     name: str,
@@ -97,93 +105,59 @@ def save_adapter(
 
     `extra` goes into steering.json; `write_more(tmp_dir)` adds files of the method (a reward head).
     """
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    module = model.module
-    state = get_peft_model_state_dict(module, adapter_name=name, save_embedding_layers=False)
-    # peft's own layout: keys under "base_model.model." (PeftModel.from_pretrained and load_adapter read it).
-    tensors = {f"base_model.model.{key}": value.detach().cpu().contiguous() for key, value in state.items()}
     with atomic_dir(Path(directory)) as tmp:
-        save_file(tensors, str(tmp / "adapter_model.safetensors"))
-        config = module.peft_config[name]
-        config.base_model_name_or_path = model.name
-        config.save_pretrained(str(tmp))
-        meta = {**base_fingerprint(model), "adapter": name, **(extra or {})}
-        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_adapter_files(model, name, tmp, extra=extra)
         if write_more is not None:
             write_more(tmp)
     return Path(directory)
 
 
-def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
-    """Refuse a missing or foreign adapter directory; returns its steering.json."""
-    directory = Path(directory)
-    if not (directory / "adapter_config.json").is_file():
+def load_adapter_weights(model: LanguageModel, name: str, directory: Path) -> None:
+    """Put a checkpoint's adapter weights into the live adapter `name` (same names, same shapes).
+
+    Raises:
+        InvalidArgument: the checkpoint's weights do not fit this model's adapter.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = load_file(str(directory / "adapter_model.safetensors"))
+    state = {key.removeprefix("base_model.model."): value for key, value in saved.items()}
+    result = set_peft_model_state_dict(model.module, state, adapter_name=name)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
         raise InvalidArgument(
-            f"{directory} is not an adapter directory (no adapter_config.json)",
-            received=str(directory),
-            fix="pass the `adapter` folder of a training run (steer train … writes RUN/adapter)",
+            f"the checkpoint adapter in {directory} does not fit this model",
+            received=unexpected[:4],
+            fix="resume with the same model and LoRA settings",
         )
-    meta_path = directory / META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    expected = base_fingerprint(model)
-    shapes = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
-    mismatched = [key for key in shapes if key in meta and meta[key] != expected[key]]
-    if mismatched:
-        raise InvalidArgument(
-            f"the adapter in {directory} was trained on {meta.get('base_model')!r}, not on {model.name!r}",
-            received=", ".join(f"{k}: {meta[k]} vs {expected[k]}" for k in mismatched),
-            fix=f"load it with --model {meta.get('base_model')}, or train an adapter for {model.name}",
+
+
+class LoraWeights:
+    """The training loop's default `TrainedWeights`: a fresh LoRA adapter named after the method."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def make_parameters(self, model: LanguageModel, config: Any) -> list[Any]:
+        """Add the adapter with the config's LoRA settings (rank, alpha, dropout, target modules)."""
+        return add_lora(
+            model,
+            self.name,
+            rank=config.lora_rank,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.target_modules,
         )
-    return meta
 
+    def save(self, model: LanguageModel, directory: Path, meta: dict[str, Any]) -> None:
+        write_adapter_files(model, self.name, directory, extra=meta)
 
-@dataclass
-class Adapter:
-    """A model control: the adapter in `path` is active while sampling, disabled for the base books."""
+    def load(self, model: LanguageModel, directory: Path) -> None:
+        load_adapter_weights(model, self.name, directory)
 
-    path: Path
-
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
-
-    @property
-    def key(self) -> str:
-        """The adapter's name in the model: a digest of its path (module names cannot hold '.' or '/')."""
-        import hashlib
-
-        return "adapter_" + hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:12]
-
-    def load(self, model: LanguageModel) -> None:
-        """Inject the adapter's weights, leaving the adapters disabled.
-
-        One loaded `Adapter` per model at a time: another one is taken out first (loading a second
-        peft adapter next to a first re-initialises the first's weights in transformers 5).
-        """
-        module = model.module
-        loaded = getattr(module, "peft_config", None) or {}
-        if self.key in loaded:
-            return
-        check_adapter(model, self.path)
-        for name in [n for n in loaded if n.startswith("adapter_")]:
-            module.delete_adapter(name)
-        module.load_adapter(str(self.path), adapter_name=self.key)
-        module.disable_adapters()
-
-    @contextmanager
-    def attached(self, model: LanguageModel) -> Iterator[None]:
-        self.load(model)
-        module = model.module
-        module.set_adapter(self.key)
-        module.enable_adapters()
-        try:
-            yield
-        finally:
-            module.disable_adapters()
-
-    def __repr__(self) -> str:
-        return f"Adapter({str(self.path)!r})"
+    def release(self, model: LanguageModel) -> None:
+        remove_adapter(model, self.name)
 
 
 @contextmanager

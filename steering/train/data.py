@@ -9,6 +9,7 @@ Shapes (one JSON object per line):
 - ratings: `{"prompt", "completion", "rating"}`;
 - prompts (RL): `{"prompt"}`.
 
+A demonstration is `steering.controls.Demonstration`, the type few-shot prompting uses too.
 Every problem is reported as `file:line: field …` with what was received and how to fix it; an empty
 file is an error too, never a silent no-op run.
 """
@@ -21,16 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steering.controls.context import Demonstration
 from steering.errors import InputFormatError
 from steering.jsonl import read_jsonl
-
-
-@dataclass(frozen=True)
-class Demonstration:
-    """A completion to imitate after a prompt (the loss is on the completion only)."""
-
-    prompt: str
-    completion: str
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,39 @@ skipped). Completions are trained as sampled: tokens and all (EOS included when 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from steering.condition.posterior import Posterior
+from steering.decode import Sample
 from steering.errors import InputFormatError, InvalidArgument
 from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
+from steering.train.batching import Encoded, batch_rows, labelled_logprobs, micro_batches
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE
-from steering.train.sft import Encoded, batch_rows, labelled_logprobs, micro_batches
+from steering.train.method import Method
+
+
+class WeightedSamples(Protocol):
+    """What distillation reads from a sampler's result (`steering.condition.Posterior`)."""
+
+    @property
+    def samples(self) -> Sequence[Sample]: ...
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """(N,) normalised weights."""
+        ...
+
+    @property
+    def found(self) -> bool:
+        """Whether any sample has positive weight."""
+        ...
+
+    def summary(self) -> str: ...
 
 
 @dataclass
@@ -96,7 +117,7 @@ def load_weighted(path: str) -> list[WeightedSample]:
     return found
 
 
-def from_posterior(posterior: Posterior) -> list[WeightedSample]:
+def from_posterior(posterior: WeightedSamples) -> list[WeightedSample]:
     """The posterior's samples with their normalised weights (zero-weight samples dropped)."""
     if not posterior.found:
         raise InvalidArgument(
@@ -111,7 +132,7 @@ def from_posterior(posterior: Posterior) -> list[WeightedSample]:
     ]
 
 
-class Distill:
+class Distill(Method):
     """Weighted SFT on samples of a target, for the shared loop."""
 
     name = "distill"
@@ -153,7 +174,7 @@ class Distill:
         return -(weights * logq)
 
     def backward(
-        self, model: LanguageModel, rows: list[WeightedRow], config: DistillConfig
+        self, model: LanguageModel, rows: list[WeightedRow], config: DistillConfig, *, step: int
     ) -> dict[str, Any]:
         total = 0.0
         for chunk in micro_batches(rows, config.batch_size):
@@ -172,7 +193,7 @@ class Distill:
 def train_distill(
     config: DistillConfig,
     *,
-    posterior: Posterior | None = None,
+    posterior: WeightedSamples | None = None,
     resume: bool = False,
     model: LanguageModel | None = None,
     progress: Progress | None = None,

@@ -15,14 +15,15 @@ from typing import Any
 
 import torch
 
-from steering.condition.potentials import check_beta
 from steering.errors import InvalidArgument
 from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
+from steering.rewards import check_beta
+from steering.train.batching import Encoded, encode_completion, micro_batches, sequence_logprobs
 from steering.train.data import Preference, load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import dpo_loss
-from steering.train.sft import Encoded, batch_rows, encode_completion, labelled_logprobs, micro_batches
+from steering.train.method import Method
 
 LOSSES = ("dpo", "ipo")
 
@@ -64,11 +65,7 @@ def load_preferences(path: str) -> list[Preference]:
     return list(load_examples(path, "preferences"))
 
 
-def _sequence_logprobs(model: LanguageModel, rows: list[Encoded]) -> torch.Tensor:
-    return labelled_logprobs(model, batch_rows(rows, model.pad_token_id)).sum(-1)
-
-
-class DPO:
+class DPO(Method):
     """The DPO/IPO method for the shared loop."""
 
     name = "dpo"
@@ -92,7 +89,7 @@ class DPO:
         rows: list[PairRow] = []
         with torch.no_grad():  # the model is the base here: the adapter is added after encoding
             for chunk in micro_batches(pairs, config.batch_size):
-                values = _sequence_logprobs(model, [c for c, _ in chunk] + [r for _, r in chunk]).tolist()
+                values = sequence_logprobs(model, [c for c, _ in chunk] + [r for _, r in chunk]).tolist()
                 size = len(chunk)
                 rows += [PairRow(c, r, values[i], values[size + i]) for i, (c, r) in enumerate(chunk)]
         return rows
@@ -100,7 +97,7 @@ class DPO:
     def _losses(
         self, model: LanguageModel, rows: list[PairRow], config: DPOConfig
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        policy = _sequence_logprobs(model, [r.chosen for r in rows] + [r.rejected for r in rows])
+        policy = sequence_logprobs(model, [r.chosen for r in rows] + [r.rejected for r in rows])
         chosen, rejected = policy[: len(rows)], policy[len(rows) :]
         reference_chosen = torch.tensor([r.reference_chosen for r in rows])
         reference_rejected = torch.tensor([r.reference_rejected for r in rows])
@@ -108,7 +105,9 @@ class DPO:
             chosen, rejected, reference_chosen, reference_rejected, beta=config.beta, kind=config.loss
         )
 
-    def backward(self, model: LanguageModel, rows: list[PairRow], config: DPOConfig) -> dict[str, Any]:
+    def backward(
+        self, model: LanguageModel, rows: list[PairRow], config: DPOConfig, *, step: int
+    ) -> dict[str, Any]:
         total, margins = 0.0, []
         for chunk in micro_batches(rows, config.batch_size):
             loss, margin = self._losses(model, chunk, config)

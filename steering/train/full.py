@@ -1,10 +1,10 @@
 """Full fine-tuning: every weight of the model trained, saved as a model directory (`full=true`).
 
-The loop treats it like a method that owns its weights (a soft prompt): `make_parameters` unfreezes
-the model and keeps a copy of the original weights, `save_weights` writes a Hugging Face model
-directory (safetensors + config + tokenizer, loadable with `load_model(DIR)` and `steer generate
---model DIR`), `load_weights` resumes from one, and `release` puts the original weights back, so the
-caller's model comes back as it was — like a LoRA run, which takes its adapter out.
+`FullWeights` is the loop's `TrainedWeights` for it (SFT's `weights` hook returns it when `full` is
+set): `make_parameters` unfreezes the model and keeps a copy of the original weights, `save` writes a
+Hugging Face model directory (safetensors + config + tokenizer, loadable with `load_model(DIR)` and
+`steer generate --model DIR`), `load` resumes from one, and `release` puts the original weights back,
+so the caller's model comes back as it was — like a LoRA run, which takes its adapter out.
 
 It costs what full fine-tuning costs: AdamW keeps two more copies of every weight, and a checkpoint
 holds the whole model and the optimizer state (about 3 GB for gemma-270m in float32). SFT only: DPO's
@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from steering.models import LanguageModel
-from steering.paths import atomic_dir
 
 WEIGHTS = "model.safetensors"
 
@@ -31,38 +30,36 @@ class FullWeights:
     def __init__(self) -> None:
         self.original: dict[str, torch.Tensor] = {}
         self.flags: dict[str, bool] = {}
-        self.module: Any = None
 
     def make_parameters(self, model: LanguageModel, config: Any) -> list[torch.nn.Parameter]:
-        self.module = model.module
-        self.original = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self.original = {k: v.detach().clone() for k, v in model.module.state_dict().items()}
         params = []
-        for name, param in self.module.named_parameters():
+        for name, param in model.module.named_parameters():
             self.flags[name] = param.requires_grad
             param.requires_grad_(True)
             params.append(param)
         return params
 
-    def save_weights(self, model: LanguageModel, directory: Path, meta: dict[str, Any]) -> None:
+    def save(self, model: LanguageModel, directory: Path, meta: dict[str, Any]) -> None:
+        """A Hugging Face model directory in `directory` (the loop makes the write atomic)."""
         from safetensors.torch import save_model
 
         module = model.module
-        with atomic_dir(Path(directory)) as tmp:
-            save_model(module, str(tmp / WEIGHTS))  # shared (tied) tensors written once
-            config = module.config.to_dict()
-            config.pop("quantization_config", None)
-            (tmp / "config.json").write_text(json.dumps(config, indent=2))
-            if getattr(module, "generation_config", None) is not None:
-                module.generation_config.save_pretrained(tmp)
-            model.tokenizer.save_pretrained(tmp)
-            (tmp / "steering.json").write_text(
-                json.dumps({"base_model": model.name, "full": True, **meta}, indent=2)
-            )
+        save_model(module, str(directory / WEIGHTS))  # shared (tied) tensors written once
+        config = module.config.to_dict()
+        config.pop("quantization_config", None)
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
+        if getattr(module, "generation_config", None) is not None:
+            module.generation_config.save_pretrained(directory)
+        model.tokenizer.save_pretrained(directory)
+        (directory / "steering.json").write_text(
+            json.dumps({"base_model": model.name, "full": True, **meta}, indent=2)
+        )
 
-    def load_weights(self, directory: Path) -> None:
+    def load(self, model: LanguageModel, directory: Path) -> None:
         from safetensors.torch import load_model
 
-        load_model(self.module, str(Path(directory) / WEIGHTS))
+        load_model(model.module, str(Path(directory) / WEIGHTS))
 
     def release(self, model: LanguageModel) -> None:
         with torch.no_grad():

@@ -21,14 +21,15 @@ from typing import Any
 
 import torch
 
+from steering.controls.adapter import Adapter
 from steering.errors import InvalidArgument
 from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
-from steering.train.adapters import Adapter
+from steering.train.batching import Encoded, micro_batches
 from steering.train.data import load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, bradley_terry_loss, plackett_luce_loss
-from steering.train.sft import Encoded, micro_batches
+from steering.train.method import Method
 
 HEAD = "reward_head.safetensors"
 
@@ -75,7 +76,7 @@ def score_rows(model: LanguageModel, head: torch.nn.Linear, rows: Sequence[Encod
     return head(last.float()).squeeze(-1)
 
 
-class RewardModelMethod:
+class RewardModelMethod(Method):
     """The reward-model method for the shared loop."""
 
     name = "reward_model"
@@ -127,7 +128,9 @@ class RewardModelMethod:
                     right, total = right + int(g[i] > g[j]), total + 1
         return loss, {"accuracy": right / max(total, 1)}
 
-    def backward(self, model: LanguageModel, rows: list[Any], config: RewardModelConfig) -> dict[str, Any]:
+    def backward(
+        self, model: LanguageModel, rows: list[Any], config: RewardModelConfig, *, step: int
+    ) -> dict[str, Any]:
         total, extras = 0.0, []
         for chunk in micro_batches(rows, config.batch_size):
             loss, extra = self._loss(model, chunk)
@@ -152,6 +155,7 @@ class RewardModelMethod:
         return record
 
     def save_extra(self, directory: Path) -> None:
+        """The scalar head and the objective, next to the adapter."""
         from safetensors.torch import save_file
 
         assert self.head is not None

@@ -1,7 +1,8 @@
 """KL-regularised RL: the policy is base + LoRA, rollouts go through `steering.generate`.
 
-Objective: maximise E_q[r(x)] − β·KL(q ‖ π), whose optimum is the target π(x)·exp(r(x)/β)/Z — the
-seeds' variational reading of RLHF. Each optimizer step:
+Objective: maximise E_q[r(x)] − β·KL(q ‖ π), whose optimum is the target π(x)·exp(r(x)/β)/Z — RLHF
+read as variational inference (Korbak, Perez & Buckley 2022, "RL with KL penalties is better viewed
+as Bayesian inference"). Each optimizer step:
 
 1. rollouts: `samples_per_prompt` completions of each of `batch_size` prompts from the current
    policy, through the decode engine (so context controls and pools may shape them); the policy is
@@ -30,14 +31,18 @@ from typing import Any
 
 import torch
 
-from steering.condition.potentials import FixedTokens, RewardFn, check_beta, checked_rewards
-from steering.decode import generate
+from steering.callables import load_callable
+from steering.controls.base import split_controls
+from steering.decode import Samples, generate
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel
+from steering.rewards import NAMED_REWARDS, RewardFn, TokenPotential, check_beta, checked_rewards, load_reward
+from steering.train.batching import Encoded, micro_batches, sequence_logprobs
 from steering.train.data import load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, group_advantages, kl_k1, kl_k3
-from steering.train.sft import Encoded, batch_rows, labelled_logprobs, micro_batches
+from steering.train.method import Method
+from steering.train.reward_model import RewardModel
 
 
 @dataclass
@@ -85,14 +90,14 @@ class RLConfig(TrainConfig):
 
 
 def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
-    """`vader`, `reward-model:DIR` or `module:function` → a reward callable."""
-    if spec == "vader":
-        from steering.eval.sentiment import vader_reward
+    """`vader` (or another name of `rewards.NAMED_REWARDS`), `reward-model:DIR` or `module:function`.
 
-        return vader_reward
+    Raises:
+        InvalidArgument: `spec` is none of these forms.
+    """
+    if spec in NAMED_REWARDS:
+        return load_reward(spec)
     if spec.startswith("reward-model:"):
-        from steering.train.reward_model import RewardModel
-
         return RewardModel(model, spec.removeprefix("reward-model:"))
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
@@ -101,8 +106,6 @@ def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
             received=spec or "nothing",
             fix="set e.g. reward=vader or reward=my_rewards:positive",
         )
-    from steering.callables import load_callable
-
     return load_callable(spec, "reward")  # type: ignore[return-value]
 
 
@@ -125,14 +128,14 @@ class _Policy:
         return f"policy adapter {self.name!r}"
 
 
-class RL:
+class RL(Method):
     """The KL-regularised RL method for the shared loop (rows are prompts)."""
 
     name = "rl"
 
-    def __init__(self, reward: RewardFn | FixedTokens | None = None, controls: Sequence[object] = ()) -> None:
-        from steering.controls.base import split_controls
-
+    def __init__(
+        self, reward: RewardFn | TokenPotential | None = None, controls: Sequence[object] = ()
+    ) -> None:
         _, logit, model_controls = split_controls(controls)
         if logit or model_controls:
             raise InvalidArgument(
@@ -142,7 +145,6 @@ class RL:
             )
         self.reward = reward
         self.controls = list(controls)
-        self.step = 0  # set by the loop before each step: the rollouts' seed (exact resume)
 
     def load(self, config: RLConfig) -> list[str]:
         return load_examples(config.data, "prompts")
@@ -150,18 +152,21 @@ class RL:
     def encode(self, model: LanguageModel, examples: list[str], config: RLConfig) -> list[str]:
         if self.reward is None:
             self.reward = resolve_reward(config.reward, model)
-        bind = getattr(self.reward, "bind", None)
-        if callable(bind):  # a token-id potential, e.g. fixed_tokens(spans, strength=λ)
-            if getattr(self.reward, "hard", False):
+        if isinstance(
+            self.reward, TokenPotential
+        ):  # a token-id potential, e.g. fixed_tokens(spans, strength=λ)
+            if self.reward.hard:
                 raise InvalidArgument(
                     "a hard condition is not a reward: its log potential is 0 or −inf",
                     received=repr(self.reward),
                     fix="give it a strength (e.g. fixed_tokens(spans, strength=4.0)), or sample it with condition/",
                 )
-            self.reward = bind(model.tokenizer)
+            self.reward = self.reward.bind(model.tokenizer)
         return examples
 
-    def backward(self, model: LanguageModel, rows: list[str], config: RLConfig) -> dict[str, Any]:
+    def backward(
+        self, model: LanguageModel, rows: list[str], config: RLConfig, *, step: int
+    ) -> dict[str, Any]:
         assert self.reward is not None
         module = model.module
         started = time.perf_counter()
@@ -174,7 +179,7 @@ class RL:
                 controls=[*self.controls, _Policy(self.name)],
                 n=config.samples_per_prompt,
                 max_new_tokens=config.max_new_tokens,
-                seed=config.seed * 1_000_003 + self.step,
+                seed=config.seed * 1_000_003 + step,
                 batch_size=config.batch_size * config.samples_per_prompt,
             )
         finally:
@@ -203,6 +208,7 @@ class RL:
             "return": float(returns.mean()),
             "tokens": tokens,
             "generation_s": generation_s,
+            "sampling_s": samples.stats.decode_s,  # the decoding loop alone (generation_s also scores)
             "training_s": time.perf_counter() - started,
             "rollout_tokens_per_s": tokens / generation_s,
         }
@@ -211,17 +217,18 @@ class RL:
         return {"eval_loss": 0.0}
 
 
-def _rewards(reward: Any, samples: Any) -> list[float]:
+def _rewards(reward: RewardFn | TokenPotential, samples: Samples) -> list[float]:
     """One reward per sample: a token-id potential scores the token ids, any other reward the texts."""
-    by_ids = getattr(reward, "log_potential_ids", None)
-    if callable(by_ids):
+    prompts = [s.prompt for s in samples]
+    if isinstance(reward, TokenPotential):
+        by_ids = reward.log_potential_ids
         return checked_rewards(
             lambda _prompts, _texts: by_ids([s.token_ids for s in samples]),
-            [s.prompt for s in samples],
+            prompts,
             samples.texts,
             name=repr(reward),
         )
-    return checked_rewards(reward, [s.prompt for s in samples], samples.texts, name="the RL reward")
+    return checked_rewards(reward, prompts, samples.texts, name="the RL reward")
 
 
 def _policy_logprobs(model: LanguageModel, samples: list[Any]) -> torch.Tensor:
@@ -230,13 +237,13 @@ def _policy_logprobs(model: LanguageModel, samples: list[Any]) -> torch.Tensor:
     for sample in samples:
         prompt = model.encode(sample.context)
         rows.append(Encoded(prompt + list(sample.token_ids), [IGNORE] * len(prompt) + list(sample.token_ids)))
-    return labelled_logprobs(model, batch_rows(rows, model.pad_token_id)).sum(-1)
+    return sequence_logprobs(model, rows)
 
 
 def train_rl(
     config: RLConfig,
     *,
-    reward: RewardFn | FixedTokens | None = None,
+    reward: RewardFn | TokenPotential | None = None,
     controls: Sequence[object] = (),
     resume: bool = False,
     model: LanguageModel | None = None,

@@ -5,11 +5,14 @@
       metrics.jsonl            one line per optimizer step (loss, lr, tokens/s, …) and per evaluation
       checkpoints/step-000040/ adapter + optimizer + scheduler + RNG states + trainer state
       adapter/                 the final (or best) adapter, peft format, loadable with --adapter RUN/adapter
+      tensorboard/             with report_to = "tensorboard": event files of every metrics.jsonl scalar
 
 Every write is atomic (temporary sibling + rename), so an interrupted save leaves the previous
 checkpoint intact. Resuming reads the newest checkpoint, refuses a config that changed a field that
 cannot change mid-run (listing them), truncates metrics written after that checkpoint, and restores
-the RNG states, so the resumed run computes what the uninterrupted one would have.
+the RNG states, so the resumed run computes what the uninterrupted one would have. TensorBoard event
+files (`report_to = "tensorboard"`) get the same scalars as metrics.jsonl; a resumed run purges the
+events written after its checkpoint, as it truncates metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ from steering.errors import InvalidArgument, did_you_mean
 from steering.paths import atomic_dir, atomic_write_text
 
 # Fields that may change when a run is resumed (they do not change what was computed so far).
-RESUMABLE = {"epochs", "max_steps", "save_every", "eval_every", "keep_checkpoints", "patience", "out"}
+RESUMABLE = {
+    "epochs", "max_steps", "save_every", "eval_every", "keep_checkpoints", "patience", "out", "report_to",
+}  # fmt: skip
+REPORT_TO = ("none", "tensorboard")  # where metrics go besides metrics.jsonl (TRL's `report_to`)
 
 
 def read_config(cls: type, path: str | Path | None, overrides: Sequence[str] = ()) -> Any:
@@ -81,10 +87,11 @@ def read_config(cls: type, path: str | Path | None, overrides: Sequence[str] = (
 class RunDir:
     """The files of one run; `start` makes a new one or resumes the newest checkpoint."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, report_to: str = "none") -> None:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.jsonl"
+        self.tensorboard = TensorBoardLog(self.path / "tensorboard") if report_to == "tensorboard" else None
 
     def start(self, config: Any, *, resume: bool) -> Path | None:
         """Write the config; returns the checkpoint to resume from (None for a fresh run).
@@ -92,6 +99,8 @@ class RunDir:
         A fresh run refuses a directory that already has checkpoints unless `resume` is set.
         """
         latest = self.latest_checkpoint()
+        if self.tensorboard is not None:  # a missing package is refused before anything is written
+            self.tensorboard.start(after=_step_of(latest) if latest is not None else None)
         config_path = self.path / "config.json"
         current = _jsonable(asdict(config))
         if latest is not None and not resume:
@@ -135,6 +144,13 @@ class RunDir:
             handle.write(json.dumps(_jsonable(dict(record))) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        if self.tensorboard is not None:
+            self.tensorboard.log(record)
+
+    def close(self) -> None:
+        """Flush and close what `log` keeps open (the TensorBoard writer)."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.is_file():
@@ -181,6 +197,58 @@ class RunDir:
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         return json.loads((checkpoint / "state.json").read_text())
+
+
+class TensorBoardLog:
+    """Every scalar of a metrics line as a TensorBoard event, at the line's `step`, offline.
+
+    Tags follow TRL's layout: `eval_loss` → `eval/loss`, every other key → `train/<key>`
+    (`train/loss`, `train/lr`, `train/reward`, …). Written with `torch.utils.tensorboard`.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.writer: Any = None
+        self.purge_step: int | None = None
+
+    def start(self, *, after: int | None) -> None:
+        """Refuse a missing `tensorboard` package before training; `after`: the resumed checkpoint's step.
+
+        Raises:
+            InvalidArgument: the tensorboard package is not installed.
+        """
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise InvalidArgument(
+                'report_to = "tensorboard" needs the tensorboard package, which is not installed',
+                received="report_to=tensorboard",
+                fix="pip install tensorboard (or steering[tensorboard]), or set report_to=none",
+            ) from None
+        if after is None:  # a fresh run: no events of an earlier one (as metrics.jsonl is removed)
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.purge_step = None if after is None else after + 1  # events past the checkpoint are dropped
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.directory), purge_step=self.purge_step)
+        step = int(record["step"])
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(scalar_tag(key), value, global_step=step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def scalar_tag(key: str) -> str:
+    """The TensorBoard tag of a metrics key: `eval_loss` → `eval/loss`, `loss` → `train/loss`."""
+    return f"eval/{key.removeprefix('eval_')}" if key.startswith("eval_") else f"train/{key}"
 
 
 def rng_state() -> dict[str, Any]:

@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
+from steering.controls.context import Demonstration
 from steering.controls.soft_prompt import SoftPrompt
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel
-from steering.train.data import Demonstration
+from steering.train.batching import Encoded, encode_demonstrations
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
-from steering.train.sft import SFT, Encoded, encode_demonstrations
+from steering.train.method import TrainedWeights, refuse_full
+from steering.train.sft import SFT
 
 
 @dataclass
@@ -40,22 +42,15 @@ class SoftPromptConfig(TrainConfig):
             )
 
 
-class SoftPromptMethod(SFT):
-    """SFT through a soft prompt: the only trained weights are its vectors."""
-
-    name = "soft_prompt"
+class SoftPromptWeights:
+    """The loop's `TrainedWeights` of a soft prompt: its k vectors, attached to the model while training."""
 
     def __init__(self) -> None:
         self.prompt: SoftPrompt | None = None
         self._attached: AbstractContextManager[None] | None = None
 
-    def encode(self, model: LanguageModel, examples: list[Demonstration], config: Any) -> list[Encoded]:
-        marks = config.placeholder * config.length
-        return encode_demonstrations(
-            model, [Demonstration(marks + e.prompt, e.completion) for e in examples], config.max_length
-        )
-
     def make_parameters(self, model: LanguageModel, config: Any) -> list[torch.nn.Parameter]:
+        """k vectors started at the embeddings of k random vocabulary tokens (seeded), attached."""
         embedding = model.module.get_input_embeddings()
         ids = torch.randint(
             0, len(model.tokenizer), (config.length,), generator=torch.Generator().manual_seed(config.seed)
@@ -69,11 +64,11 @@ class SoftPromptMethod(SFT):
         self._attached.__enter__()
         return [vectors]
 
-    def save_weights(self, model: LanguageModel, directory: Path, meta: dict[str, Any]) -> None:
+    def save(self, model: LanguageModel, directory: Path, meta: dict[str, Any]) -> None:
         assert self.prompt is not None
         self.prompt.save(directory, meta)
 
-    def load_weights(self, directory: Path) -> None:
+    def load(self, model: LanguageModel, directory: Path) -> None:
         assert self.prompt is not None
         with torch.no_grad():
             self.prompt.vectors.copy_(SoftPrompt.load(directory).vectors)
@@ -82,6 +77,22 @@ class SoftPromptMethod(SFT):
         if self._attached is not None:
             self._attached.__exit__(None, None, None)
             self._attached = None
+
+
+class SoftPromptMethod(SFT):
+    """SFT through a soft prompt: the only trained weights are its vectors."""
+
+    name = "soft_prompt"
+
+    def weights(self, config: Any) -> TrainedWeights:
+        refuse_full(config, self.name)
+        return SoftPromptWeights()
+
+    def encode(self, model: LanguageModel, examples: list[Demonstration], config: Any) -> list[Encoded]:
+        marks = config.placeholder * config.length
+        return encode_demonstrations(
+            model, [Demonstration(marks + e.prompt, e.completion) for e in examples], config.max_length
+        )
 
 
 def train_soft_prompt(
