@@ -96,10 +96,6 @@ class Choices(LogitControlBase):
         node = self._node(generated)
         return node is not None and node.label is not None
 
-    def label_of(self, generated: Sequence[int]) -> str | None:
-        node = self._node(generated)
-        return None if node is None or node.label is None else self.labels[node.label]
-
 
 @dataclass
 class ForcedSpan(LogitControlBase):

@@ -58,10 +58,6 @@ class Harvest:
     drawn: int = 0
     model_calls: int = 0
 
-    @property
-    def kept_fraction(self) -> float:
-        return len(self.rows) / self.drawn if self.drawn else 0.0
-
 
 def harvest_demonstrations(
     model: LanguageModel,

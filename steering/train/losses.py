@@ -81,16 +81,6 @@ def kept_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, positions: t
     return picked.masked_fill(following == IGNORE, 0.0)
 
 
-def completion_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(summed negative log-likelihood of the labelled tokens, their count): SFT's loss before averaging."""
-    return -token_logprobs(logits, labels).sum(), int((labels[:, 1:] != IGNORE).sum())
-
-
-def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,) Σ_t log p(completion tokens): the log-probability of each row's labelled span."""
-    return token_logprobs(logits, labels).sum(-1)
-
-
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """Mean −log σ(r_chosen − r_rejected): pairwise reward-model loss."""
     return -F.logsigmoid(chosen - rejected).mean()
