@@ -29,6 +29,7 @@ import pytest
 import torch
 
 import steering.controls as exported
+from steering.condition import Target, contains, smc
 from steering.controls import (
     PPLM,
     QA,
@@ -59,6 +60,7 @@ from steering.controls import (
     split_controls,
 )
 from steering.decode import BatchDecoder, DecodeRow, generate, row_seed
+from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
 
 ATOL = 1e-4  # KV-cached batched decoding against teacher-forced scoring, float32
@@ -368,7 +370,11 @@ def test_refilled_slots_sample_what_fixed_batches_sample(model, workdir, name, c
 def test_resampled_rows_continue_as_the_rows_they_copy(model, workdir, name, case):
     context, logits, model_controls = split_controls(case.build(model, workdir))
     if context or model_controls or not all(c.can_select_rows for c in logits):
-        pytest.skip("not a proposal SMC may resample (context/model control, or can_select_rows False)")
+        # Not a proposal SMC may resample: SMC must refuse it rather than resample it wrongly.
+        target = Target(model, case.prompts[0], [contains("a")], max_new_tokens=case.max_new_tokens)
+        with pytest.raises(InvalidArgument, match="proposal"):
+            smc(target, n_particles=2, proposal=case.build(model, workdir))
+        return
     ids = [model.encode(p) for p in case.prompts[:3]]
 
     def decode(permute_after: int | None) -> list[DecodeRow]:

@@ -126,7 +126,7 @@ def write_demo_report(
     meta = (
         f"model {model.name} ({model.dtype}), {len(context.questions)} built-in questions, "
         f"{platform.machine()} {platform.processor() or ''} with {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, {elapsed:.0f} s"
+        f"torch {torch.__version__}, {elapsed:.0f} s" + (" so far" if pending else "")
     )
     sections: list[Section] = [part for outcome in outcomes for part in outcome.sections()]
     return write_report(path, title="steering demo", meta=meta, sections=sections, pending=pending)
