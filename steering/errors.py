@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Iterable
 
 
@@ -14,8 +15,10 @@ class SteeringError(Exception):
 
     def __init__(self, what: str, *, received: object = None, fix: str | None = None) -> None:
         what = what.rstrip(".")
-        # Capitalise an ASCII first letter only ("β must be positive" stays β, not Β).
-        first = what[:1].upper() if what[:1].isascii() else what[:1]
+        # Capitalise a first word of ASCII letters only: "β must be positive" keeps its β, and a file
+        # name or option ("words.txt is not …", "max_new_tokens must …") is not changed.
+        word = what.split(" ", 1)[0].rstrip(",;")
+        first = what[:1].upper() if word.isascii() and word.isalpha() else what[:1]
         parts = [first + what[1:] + ("" if what.endswith("?") else ".")]
         if received is not None:
             text = received if isinstance(received, str) else repr(received)
@@ -65,3 +68,30 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' Did you mean "x"?' or '' when nothing is close."""
     match = closest(name, choices)
     return f' Did you mean "{match}"?' if match else ""
+
+
+SEED_LIMIT = 2**63
+
+
+def check_seed(seed: object, *, name: str = "seed") -> int:
+    """`seed` as an int in [0, 2**63), or an InvalidArgument that says what to pass.
+
+    Every public function that takes a seed checks it here, so `seed="x"`, `1.7`, `True` or `None`
+    never reach a `torch.Generator`. None is refused rather than read as "random": the same seed gives
+    the same samples, and a run that cannot be repeated should be chosen on purpose (pass
+    `random.randrange(2**63)` and keep it). Integer types other than int (numpy's) are accepted.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        kind = "None" if seed is None else f"{seed!r} ({type(seed).__name__})"
+        raise InvalidArgument(
+            f"{name} must be an integer",
+            received=kind,
+            fix=f"pass e.g. {name}=0 (the same {name} gives the same samples); for a different draw on "
+            f"each run pass {name}=random.randrange(2**63) and keep the number to repeat it",
+        )
+    value = int(seed)
+    if not 0 <= value < SEED_LIMIT:
+        raise InvalidArgument(
+            f"{name} must be between 0 and 2**63 - 1", received=value, fix=f"pass e.g. {name}=0"
+        )
+    return value

@@ -2,16 +2,24 @@
 
 `STEERING_HOME` (default `~/.cache/steering`) holds converted models under `models/`.
 Nothing else in the library reads environment variables for paths.
+
+A training run's directory holds `status.json` (`RUN_STATUS`): "running" from its start, then
+"finished", "interrupted" or "failed"; a killed run stays "running". It lives here, at the bottom,
+because the loaders of trained weights (controls, models) warn about an unfinished run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+RUN_STATUS = "status.json"
 
 
 def steering_home() -> Path:
@@ -57,3 +65,30 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_run_status(run: Path) -> dict[str, Any] | None:
+    """RUN/status.json, or None when the directory has none (or it cannot be read)."""
+    try:
+        status = json.loads((Path(run) / RUN_STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def unfinished_run_note(weights: Path) -> str | None:
+    """A warning for trained weights (RUN/adapter, RUN/model) whose run did not finish; None otherwise."""
+    status = read_run_status(Path(weights).parent)
+    if status is None or status.get("status") == "finished":
+        return None
+    state, step = status.get("status"), status.get("step")
+    how = {
+        "running": "it is still training or was killed; "
+        + (f"its last checkpoint is at step {step}" if step else "it had no checkpoint yet"),
+        "interrupted": f"it was interrupted at step {step}",
+        "failed": f"it failed at step {step}",
+    }.get(str(state), f"its status is {state!r}")
+    return (
+        f"{weights} comes from a training run that did not finish: {how}. These are the weights it "
+        "had written so far; finish the run with the same `steer train …` command and --resume"
+    )

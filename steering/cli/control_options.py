@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from steering.callables import load_callable
-from steering.errors import SteeringError
+from steering.errors import InputFormatError, InvalidArgument, SteeringError
+from steering.jsonl import read_text
 
 
 def tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow: str | None) -> list[object]:
@@ -19,7 +20,7 @@ def tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow:
         for item in bias:
             word, sep, value = item.rpartition("=")
             try:
-                table[word] = float(value)
+                strength = float(value)
             except ValueError:
                 word = ""
             if not sep or not word:
@@ -28,17 +29,76 @@ def tweak_and_pool_controls(*, choices: str | None, bias: list[str] | None, bow:
                     received=item,
                     fix="write e.g. --bias Paris=+4 --bias London=-2",
                 ) from None
+            if word in table:  # the last one would silently win
+                raise InvalidArgument(
+                    f"--bias gives the word {word!r} twice",
+                    received=[b for b in bias if b.rpartition("=")[0] == word],
+                    fix="give each word once, with the strength you want",
+                )
+            table[word] = strength
         controls.append(LogitBias(table))
     if bow:
         path, bow_strength = _required_spec(bow, "--bow takes FILE:STRENGTH", "--bow words.txt:3")
         controls.append(BagOfWords(load_words(path), bow_strength))
-    if choices:
-        labels = [" " + label.strip() for label in choices.split(",") if label.strip()]
-        controls.append(Choices(labels))
+    if choices is not None:
+        controls.append(Choices(parse_labels(choices, "--choices")))
     return controls
 
 
-def grammar_controls(*, regex: str | None, json_schema: Path | None, grammar: Path | None) -> list[object]:
+def unescape(text: str) -> str:
+    """Backslash escapes typed on a command line (\\n, \\t, \\r, \\\\, \\xHH, \\uXXXX) → the characters.
+
+    Other text, non-ASCII included, is kept as typed (`unicode_escape` would turn "é" into "Ã©" and
+    fail on a lone backslash).
+    """
+    import re
+
+    simple = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        return chr(int(code[1:], 16)) if code[0] in "xu" else simple[code]
+
+    return re.sub(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[ntr\\])", one, text)
+
+
+def parse_labels(text: str, flag: str) -> list[str]:
+    """`--choices` / `--labels`: comma-separated labels, each stripped and given one leading space.
+
+    An empty item ("a,,b", a trailing comma) and two items that are the same label are refused with
+    the list received: dropping or merging them silently would change the question asked.
+    """
+    items = text.split(",")
+    example = f'{flag} "positive,negative"'
+    empty = [index + 1 for index, item in enumerate(items) if not item.strip()]
+    if empty:
+        where = ", ".join(str(i) for i in empty)
+        raise InvalidArgument(
+            f"{flag} has an empty label (item {where} of {len(items)}: two commas in a row, "
+            "or a comma at the start or end)",
+            received=repr(text),
+            fix=f"remove the extra comma, e.g. {example} (a label cannot contain a comma)",
+        )
+    labels = [" " + item.strip() for item in items]
+    repeated = sorted({label.strip() for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise InvalidArgument(
+            f"{flag} lists the same label more than once (labels are compared without surrounding spaces)",
+            received=f"{text!r}: repeated {repeated}",
+            fix="list each label once",
+        )
+    return labels
+
+
+def grammar_controls(
+    *,
+    regex: str | None,
+    json_schema: Path | None,
+    grammar: Path | None,
+    strict: bool = True,
+    coerce_one_of: bool = False,
+) -> list[object]:
+    """--regex, --json-schema (with --json-strict/--json-open and --coerce-one-of) or --grammar."""
     from steering.controls import JsonSchema, Lark, Regex
 
     given = [x for x in (regex, json_schema, grammar) if x is not None]
@@ -51,19 +111,10 @@ def grammar_controls(*, regex: str | None, json_schema: Path | None, grammar: Pa
     if regex is not None:
         return [Regex(regex)]
     if json_schema is not None:
-        if not json_schema.is_file():
-            raise SteeringError(
-                f"the schema file {json_schema} does not exist",
-                received=str(json_schema),
-                fix="check the path",
-            )
-        return [JsonSchema(json_schema)]
+        read_text(json_schema, what="--json-schema file")  # missing, a directory, not UTF-8: said here
+        return [JsonSchema(json_schema, strict=strict, coerce_one_of=coerce_one_of)]
     if grammar is not None:
-        if not grammar.is_file():
-            raise SteeringError(
-                f"the grammar file {grammar} does not exist", received=str(grammar), fix="check the path"
-            )
-        return [Lark(grammar.read_text(encoding="utf-8"))]
+        return [Lark(read_text(grammar, what="--grammar file"))]
     return []
 
 
@@ -100,6 +151,13 @@ def _split_spec(spec: str, flag: str, example: str) -> tuple[str, float | None]:
         return path, number
     if not spec.strip():
         raise SteeringError(f"{flag} needs a file", received=repr(spec), fix=f"write e.g. {flag} {example}")
+    head, _, tail = spec.rpartition(":")
+    if head and Path(head).is_file() and not Path(spec).exists():  # FILE:NOT-A-NUMBER
+        raise SteeringError(
+            f"{flag} takes FILE or FILE:NUMBER, and {tail!r} is not a number",
+            received=spec,
+            fix=f"write e.g. {flag} {example}",
+        )
     return spec, None
 
 
@@ -118,6 +176,12 @@ def text_controls(
         controls.append(QuoteFromSource(_read_text(quote_from, "--quote-from")))
     if forced_span is not None:
         allowed = [line for line in _read_text(forced_span, "--forced-span").splitlines() if line.strip()]
+        if not allowed:
+            raise InputFormatError(
+                f"the --forced-span file {forced_span} has no spans (only blank lines)",
+                received=str(forced_span),
+                fix="write one allowed span per line",
+            )
         controls.append(ForcedSpan(trigger, allowed))
     if pplm is not None:
         path, step_size = _split_spec(pplm, "--pplm", "positive.txt:0.03")
@@ -127,11 +191,7 @@ def text_controls(
 
 
 def _read_text(path: Path, flag: str) -> str:
-    if not path.is_file():
-        raise SteeringError(
-            f"the file given to {flag} does not exist", received=str(path), fix="check the path"
-        )
-    return path.read_text(encoding="utf-8")
+    return read_text(path, what=f"{flag} file")
 
 
 def conditions(

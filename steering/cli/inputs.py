@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from steering.errors import InputFormatError, InvalidArgument
-from steering.jsonl import read_jsonl
+from steering.jsonl import check_text, read_jsonl, read_stdin
 
 
 def read_jsonl_prompts(path: str) -> list[str]:
@@ -35,11 +35,12 @@ def collect_prompts(prompts: list[str] | None, input_path: str | None) -> list[s
             fix="use one of them",
         )
     if prompts:
-        return prompts
+        # Undecodable bytes on the command line arrive as lone surrogates: refuse them here, not in the tokenizer.
+        return [check_text(text, name=repr(text), what="--prompt") for text in prompts]
     if input_path:
         return read_jsonl_prompts(input_path)
     if not sys.stdin.isatty():
-        text = sys.stdin.read()
+        text = read_stdin(what="prompt piped on stdin")
         if text.strip():
             return [text.rstrip("\n")]
     raise InvalidArgument(

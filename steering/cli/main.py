@@ -1,7 +1,8 @@
 """The `steer` command line: models, generate, classify, sample, train, demo.
 
 Errors a user can fix are printed as one paragraph (what was wrong, what was received, how to fix it)
-with exit code 2; `steer --debug …` shows the traceback instead.
+with exit code 2; `steer --debug …` shows the traceback instead. `steer generate` exits 3 when a
+constrained sample ran out of tokens unfinished (after writing every sample; `--allow-partial`: 0).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,8 +27,12 @@ from rich.progress import (
 from rich.table import Table
 
 from steering.condition.registry import samplers_help
-from steering.errors import SteeringError
+from steering.errors import SEED_LIMIT, SteeringError
 from steering.train.registry import METHODS
+
+if TYPE_CHECKING:
+    from steering.cli.output import JsonlStream
+    from steering.decode import Sample
 
 app = typer.Typer(
     help="steering: make a language model do what you want, and know what each control costs.",
@@ -37,6 +42,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 _state = {"debug": False}
+EXIT_UNFINISHED = 3  # `steer generate`: a constrained sample ran out of tokens before it finished
 
 
 @app.callback()
@@ -93,13 +99,13 @@ def generate(
         Path | None, typer.Option("--few-shot", help='JSONL of {"prompt","completion"} demonstrations.')
     ] = None,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop sequence (repeatable).")] = None,
-    n: Annotated[int, typer.Option("--n", help="Samples per prompt.")] = 1,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 1.0,
-    top_k: Annotated[int | None, typer.Option("--top-k")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples per prompt.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
     top_p: Annotated[float | None, typer.Option("--top-p")] = None,
     min_p: Annotated[float | None, typer.Option("--min-p")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1)] = 0,
     dtype: Annotated[str, typer.Option(help="bfloat16 | float32")] = "bfloat16",
     choices: Annotated[
         str | None,
@@ -152,8 +158,34 @@ def generate(
     as_json: Annotated[
         bool, typer.Option("--json", help="JSONL out: text, tokens, logq, logp_base, kl, stop.")
     ] = False,
+    json_strict: Annotated[
+        bool,
+        typer.Option(
+            "--json-strict/--json-open",
+            help="--json-schema objects take no unlisted key unless the schema allows extra keys "
+            "(default, as hosted structured outputs do); --json-open: JSON Schema's own default.",
+        ),
+    ] = True,
+    coerce_one_of: Annotated[
+        bool,
+        typer.Option(
+            "--coerce-one-of", help="Read a schema's oneOf as anyOf where it cannot be proven exclusive."
+        ),
+    ] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help=f"Exit 0 even when a constrained sample ran out of tokens unfinished (else exit {EXIT_UNFINISHED}).",
+        ),
+    ] = False,
 ) -> None:
-    """Generate continuations with the exact books (log q, log p_base, KL) for every sample."""
+    """Generate continuations with the exact books (log q, log p_base, KL) for every sample.
+
+    A sample whose constraint (--choices, --regex, --json-schema, --grammar) had not finished when
+    --max-new-tokens ran out is "unfinished": it is named on stderr and the exit code is 3, after
+    every sample is written, unless --allow-partial is given.
+    """
     from steering.cli.control_options import (
         grammar_controls,
         load_vector,
@@ -161,6 +193,7 @@ def generate(
         tweak_and_pool_controls,
     )
     from steering.cli.inputs import collect_prompts
+    from steering.cli.output import JsonlStream
     from steering.controls import PPLM, FewShot, load_demonstrations, sampling_controls, template_from_name
     from steering.decode import generate as run_generate
     from steering.models import load_model
@@ -186,22 +219,31 @@ def generate(
     if steer_vector:
         controls.append(load_vector(steer_vector))
     controls += text_controls(quote_from=quote_from, forced_span=forced_span, trigger=trigger, pplm=pplm)
-    controls += grammar_controls(regex=regex, json_schema=json_schema, grammar=grammar)
+    controls += grammar_controls(
+        regex=regex, json_schema=json_schema, grammar=grammar, strict=json_strict, coerce_one_of=coerce_one_of
+    )
     controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with console.status(f"loading {model}…"):
         lm = load_model(model, dtype=dtype)
-    with _progress() as bar:
-        task = bar.add_task("generating", total=len(prompts) * n * max_new_tokens)
-        samples = run_generate(
-            lm,
-            prompts,
-            controls=controls,
-            n=n,
-            max_new_tokens=max_new_tokens,
-            stop=stop or (),
-            seed=seed,
-            progress=lambda k: bar.advance(task, k),
-        )
+    # --json lines are written as samples finish (prompt-major order), so Ctrl-C keeps the finished ones.
+    stream = JsonlStream(sys.stdout) if as_json and not exact else None
+    finished: list[Sample] = []
+    try:
+        with _progress() as bar:
+            task = bar.add_task("generating", total=len(prompts) * n * max_new_tokens)
+            samples = run_generate(
+                lm,
+                prompts,
+                controls=controls,
+                n=n,
+                max_new_tokens=max_new_tokens,
+                stop=stop or (),
+                seed=seed,
+                progress=lambda k: bar.advance(task, k),
+                on_sample=stream or finished.append,
+            )
+    except KeyboardInterrupt:
+        _interrupted(stream, finished, total=len(prompts) * n, exact=exact)
     for control in controls:
         if isinstance(control, PPLM) and control.stats.steps:
             stats = control.stats
@@ -209,24 +251,73 @@ def generate(
                 f"PPLM: {stats.iterations} gradient iterations over {stats.steps} steps, "
                 f"{stats.seconds:.1f} s ({1000 * stats.seconds / stats.steps:.0f} ms per step)"
             )
+    unfinished = _say_unfinished(samples, max_new_tokens=max_new_tokens, allow_partial=allow_partial)
     if exact:
         ess = samples.effective_sample_size()
         samples = samples.resample(seed=seed)
         console.print(f"resampled by importance weights (ESS of the proposal samples: {ess:.1f})")
-    if as_json:
+    if as_json and stream is None:  # --exact: written once resampled
         for record in samples.to_records():
             sys.stdout.write(json.dumps(record) + "\n")
-        return
+    elif not as_json:
+        _print_samples(samples)
+    if unfinished and not allow_partial:
+        raise SystemExit(EXIT_UNFINISHED)
+
+
+def _print_samples(samples: Iterable[Sample]) -> None:
     out = Console()
     for sample in samples:
         out.rule(f"prompt {sample.prompt_index} · {sample.stop_reason} · KL {sample.kl:.3f} nats")
         out.print(sample.text, markup=False, highlight=False)
 
 
-def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise SteeringError(f"the file {path} does not exist", received=str(path), fix="check the path")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _interrupted(stream: JsonlStream | None, finished: list[Sample], *, total: int, exact: bool) -> NoReturn:
+    """Ctrl-C during `steer generate`: print the finished samples (--json wrote them already), say so, exit 130."""
+    if exact:
+        said = f"nothing written (--exact resamples only once all {total} samples are finished)."
+    elif stream is not None:
+        said = (
+            f"{stream.written} of {total} samples written (whole JSON lines, prompt-major order); "
+            "the others had not finished."
+        )
+    else:
+        _print_samples(finished)
+        said = (
+            f"{len(finished)} of {total} samples printed (prompt-major order); the others had not finished."
+        )
+    console.print(f"interrupted: {said}", highlight=False, soft_wrap=True)
+    raise SystemExit(130)
+
+
+def _say_unfinished(samples: Any, *, max_new_tokens: int, allow_partial: bool) -> int:
+    """Name the samples whose constraint ran out of tokens unfinished, on stderr; returns how many."""
+    counts: dict[int, int] = {}
+    where = []
+    for sample in samples:
+        index = counts.get(sample.prompt_index, 0)
+        counts[sample.prompt_index] = index + 1
+        if sample.stop_reason == "unfinished":
+            where.append(f"prompt {sample.prompt_index} sample {index}")
+    if where:
+        shown = ", ".join(where[:10]) + (f" and {len(where) - 10} more" if len(where) > 10 else "")
+        then = "kept as asked (--allow-partial)" if allow_partial else f"exit code {EXIT_UNFINISHED}"
+        console.print(
+            f"[bold yellow]unfinished:[/] {len(where)} of {len(samples)} samples ran out of "
+            f"--max-new-tokens {max_new_tokens} before their constraint finished ({shown}); their text "
+            f"is cut, not a valid output ({then}). To fix: raise --max-new-tokens, or pass "
+            "--allow-partial to accept partial output.",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return len(where)
+
+
+def _read_lines(path: Path, flag: str) -> list[str]:
+    from steering.jsonl import read_text
+
+    lines = [line.strip() for line in read_text(path, what=f"{flag} file").splitlines() if line.strip()]
     if not lines:
         raise SteeringError(
             f"{path} has no examples", received="an empty file", fix="write one example per line"
@@ -242,12 +333,17 @@ app.add_typer(vector_app, name="vector")
 def vector_build(
     positive: Annotated[Path, typer.Option(help="Text file, one positive example per line.")],
     negative: Annotated[Path, typer.Option(help="Text file, one negative example per line.")],
-    out: Annotated[Path, typer.Option(help="Where to write VECTOR.safetensors (+ .json metadata).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The file to write, VECTOR.safetensors (+ VECTOR.safetensors.json); not a directory."
+        ),
+    ],
     layers: Annotated[str, typer.Option(help="Comma-separated decoder layer indices, e.g. 6 or 4,8.")] = "6",
     model: Annotated[str, typer.Option()] = "gemma-270m",
 ) -> None:
     """Mean-difference steering vector from contrast examples (layer outputs, BOS excluded)."""
-    from steering.controls import build_steering_vector
+    from steering.controls import build_steering_vector, check_vector_path
     from steering.models import load_model
 
     try:
@@ -256,7 +352,8 @@ def vector_build(
         raise SteeringError(
             "--layers takes integers", received=layers, fix="write e.g. --layers 4,8"
         ) from None
-    pos, neg = _read_lines(positive), _read_lines(negative)
+    check_vector_path(out)  # before the model loads: a directory or unwritable --out fails fast
+    pos, neg = _read_lines(positive, "--positive"), _read_lines(negative, "--negative")
     with console.status(f"loading {model}…"):
         lm = load_model(model)
     vector = build_steering_vector(lm, positive=pos, negative=neg, layers=layer_list)
@@ -274,13 +371,13 @@ def classify(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Exact probability of each full label (every token scored), normalised over the labels."""
+    from steering.cli.control_options import parse_labels, unescape
     from steering.controls import classify as run_classify
     from steering.controls import first_token_shortcut
     from steering.models import load_model
 
-    label_list = [label if label.startswith(" ") else " " + label for label in labels.split(",")]
-    label_list = [" " + label.strip() for label in label_list if label.strip()]
-    end_text = end.encode().decode("unicode_escape") if end else None
+    label_list = parse_labels(labels, "--labels")
+    end_text = unescape(end) if end else None
     with console.status(f"loading {model}…"):
         lm = load_model(model)
     result = run_classify(lm, prompt, label_list, end=end_text)
@@ -328,22 +425,24 @@ def sample(
         typer.Option(
             "--particles",
             "--n-particles",
+            min=1,
             help="n_particles: SMC particles, importance samples, rejection's accepted samples.",
         ),
     ] = 32,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 48,
     budget: Annotated[
         int | None,
         typer.Option(
             "--budget",
             "--max-model-calls",
+            min=1,
             help="Most model calls (token forward passes) to spend: rejection stops drawing there; smc "
             "and importance refuse to start when their worst case is above it. Default: the sampler's "
             "(see --sampler), else no cap.",
         ),
     ] = None,
-    show: Annotated[int, typer.Option(help="Unweighted samples to print (resampled by weight).")] = 4,
-    seed: Annotated[int, typer.Option()] = 0,
+    show: Annotated[int, typer.Option(min=0, help="Unweighted samples to print (resampled by weight).")] = 4,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1)] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="JSONL: every weighted sample, then a summary.")
     ] = False,
@@ -401,15 +500,21 @@ def sample(
 def demo(
     model: Annotated[str, typer.Option(help="Model to demonstrate on.")] = "gemma-270m",
     out: Annotated[Path, typer.Option(help="Folder for report.html.")] = Path("report"),
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N questions.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 48,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N questions.")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1)] = 0,
 ) -> None:
     """The base model, then each technique side by side; writes report.html after every section."""
     from steering.eval import builtin_questions
     from steering.models import load_model
     from steering.recipes.demo import PromptingOutcome, SectionEvent, demo_work_units, run_demo
 
+    if out.exists() and not out.is_dir():  # before the model loads and the first section runs
+        raise SteeringError(
+            f"--out is the folder for report.html, but {out} is a file",
+            received=str(out),
+            fix="pass a folder (it is created if it does not exist)",
+        )
     started = time.time()
     with console.status(f"loading {model} (first run converts the GGUF, ~1 min)…"):
         lm = load_model(model)
@@ -493,11 +598,17 @@ for _name, _entry in METHODS.items():
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory written by `steer train …`.")],
     out: Annotated[
-        Path | None, typer.Option(help="Where to write the HTML (default RUN/report.html).")
+        Path | None,
+        typer.Option(
+            help="Where to write the HTML (default RUN/report.html; a directory: report.html in it)."
+        ),
     ] = None,
 ) -> None:
     """Training curves (loss, reward, KL, learning rate, tokens/s) of a run as one HTML page."""
     from steering.recipes import run_report
+
+    if out is not None and out.is_dir():
+        out = out / "report.html"
 
     Console().print(f"wrote {run_report(run, out)}")
 
@@ -536,25 +647,19 @@ def _train(name: str, args: list[str] | None, resume: bool) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning SteeringError into a one-paragraph message and exit code 2."""
+    """Entry point: usage errors, our errors and Ctrl-C each end with a message, never a traceback.
+
+    Usage errors (unknown command or option, a value of the wrong type or outside its range, a missing
+    option) get typer's own message — usage line, "Try 'steer … --help'", the error — and exit code 2.
+    A SteeringError is printed as one paragraph, exit code 2 (`steer --debug …`: the traceback). Ctrl-C
+    exits 130. The app runs in typer's standalone mode, which handles the first and the last; the
+    exceptions it raises for usage errors are its own (typer vendors click), not `click`'s.
+    """
     debug = "--debug" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        app(prog_name="steer")
     except SteeringError as error:
         if debug:
             raise
         console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-    except typer.Abort:
-        console.print("aborted")
-        raise SystemExit(130) from None
-    except (typer.Exit, SystemExit) as done:
-        code = getattr(done, "exit_code", getattr(done, "code", 0))
-        raise SystemExit(code) from None
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            raise SystemExit(2) from None
-        raise

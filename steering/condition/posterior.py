@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from steering.decode.samples import Sample, Samples
+from steering.errors import check_seed
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Posterior:
 
     def resample(self, k: int, *, seed: int = 0) -> Samples:
         """k unweighted samples drawn by the normalised weights (multinomial)."""
+        seed = check_seed(seed)
         if not self.found:
             return Samples(items=[], model_name="", controls=[self.sampler, "resampled"])
         generator = torch.Generator().manual_seed(seed)

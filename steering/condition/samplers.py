@@ -8,6 +8,7 @@ forcing EOS, whose log π is scored and whose log q is 0, so the weights stay ex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from steering.condition.sampler_args import check_budget, check_particles
 from steering.condition.target import Target
 from steering.decode import generate
 from steering.decode.samples import Sample
-from steering.errors import InvalidArgument
+from steering.errors import SEED_LIMIT, InvalidArgument, check_seed
 
 
 def _close_with_eos(target: Target, samples: list[Sample]) -> tuple[list[Sample], int]:
@@ -46,6 +47,7 @@ def _close_with_eos(target: Target, samples: list[Sample]) -> tuple[list[Sample]
             logq=torch.cat([s.logq, torch.zeros(1)]),
             logp_base=torch.cat([s.logp_base, logp[-1:]]),
             stop_reason="eos",
+            sample_index=s.sample_index,
         )
     return closed, sum(len(samples[i].token_ids) + 1 for i in open_rows)
 
@@ -74,6 +76,7 @@ def importance(
         A `Posterior` of `n_particles` weighted samples.
     """
     n = check_particles(n_particles)
+    seed = check_seed(seed)
     passes = 2 if _rescored(proposal) else 1
     closing = n * (target.max_new_tokens + 1) if proposal else 0  # a pool may end rows without EOS
     check_budget(budget, worst_case=n * target.max_new_tokens * passes + closing, sampler="importance")
@@ -124,6 +127,7 @@ def rejection(
         A `Posterior` of the accepted samples, equally weighted; the evidence is the acceptance mass.
     """
     n = check_particles(n_particles)
+    seed = check_seed(seed)
     limit, bound = _check_rejection(target, budget=budget, proposal=proposal, log_bound=log_bound)
     uniform = torch.Generator().manual_seed(seed)
     accepted: list[Sample] = []
@@ -136,7 +140,7 @@ def rejection(
             [target.prompt],
             n=batch_size,
             max_new_tokens=target.max_new_tokens,
-            seed=seed * 1_000_003 + round_index,
+            seed=(seed * 1_000_003 + round_index) % SEED_LIMIT,
             batch_size=batch_size,
         )
         round_index += 1
@@ -152,7 +156,7 @@ def rejection(
                     fix="raise log_bound to the reward's maximum divided by β",
                 )
             if value > float("-inf") and float(torch.rand((), generator=uniform)) < math.exp(value - bound):
-                accepted.append(sample)
+                accepted.append(dataclasses.replace(sample, sample_index=len(accepted)))
                 accepted_phi.append(value)
                 if len(accepted) == n:
                     break

@@ -24,6 +24,7 @@ prefixes kills a particle as soon as its prefix fails; the full potential weight
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from steering.condition.sampler_args import check_budget, check_particles
 from steering.condition.target import Target
 from steering.controls.base import LogitControlBase, split_controls
 from steering.decode import BatchDecoder, DecodeRow, Sample, row_seed
-from steering.errors import InvalidArgument
+from steering.errors import InvalidArgument, check_seed
 from steering.models.language_model import LanguageModel
 
 MEMORY_LIMIT_BYTES = 8 * 1024**3
@@ -99,6 +100,7 @@ def smc(
         the N finished particles.
     """
     particles = check_particles(n_particles)
+    seed = check_seed(seed)
     if not 0.0 <= ess_threshold <= 1.0:
         raise InvalidArgument("ess_threshold must be in [0, 1]", received=ess_threshold, fix="use 0.5")
     context, logit_controls, model_controls = split_controls(proposal)
@@ -245,7 +247,7 @@ def _candidate(
 
 
 def _posterior(target: Target, candidates: list[tuple[Sample, float]], calls: int, name: str) -> Posterior:
-    samples = [s for s, _ in candidates]
+    samples = [dataclasses.replace(s, sample_index=k) for k, (s, _) in enumerate(candidates)]
     log_phi = target.log_potential([s.text for s in samples], [s.token_ids for s in samples])
     log_w = torch.tensor([w for _, w in candidates], dtype=torch.float64) + log_phi
     log_z = float(torch.logsumexp(log_w, 0)) if len(samples) else float("-inf")

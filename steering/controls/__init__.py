@@ -41,7 +41,12 @@ from steering.controls.pplm import PPLM, PPLMStats
 from steering.controls.quote import QuoteFromSource, SuffixAutomaton, extract_quotes
 from steering.controls.sampling import Greedy, MinP, Temperature, TopK, TopP, sampling_controls
 from steering.controls.soft_prompt import SoftPrompt
-from steering.controls.steer_vector import SteeringVector, build_steering_vector, decoder_layers
+from steering.controls.steer_vector import (
+    SteeringVector,
+    build_steering_vector,
+    check_vector_path,
+    decoder_layers,
+)
 from steering.controls.tweak import BagOfWords, LogitBias, load_words, word_first_tokens
 
 __all__ = [
@@ -86,6 +91,7 @@ __all__ = [
     "TopP",
     "as_logit_control",
     "build_steering_vector",
+    "check_vector_path",
     "classify",
     "decoder_layers",
     "demonstrations",

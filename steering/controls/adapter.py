@@ -11,22 +11,35 @@ An adapter directory (what `steer train …` writes in RUN/adapter) holds `adapt
 `steering.json`: which base model it was trained on, so that loading it on another base is refused
 with both names shown. Training-side helpers (adding, saving, removing adapters) are in
 `steering.train.adapters`.
+
+Every file is checked before peft sees it, so a corrupt or foreign adapter is refused with the file
+and what is wrong with it: `adapter_config.json` must be a JSON object naming a `peft_type`;
+`adapter_model.safetensors` must be a complete safetensors file of finite tensors; each LoRA matrix
+must fit the layer it plugs into. The base it was trained on is read from `steering.json`, or, for
+an adapter written by peft elsewhere, from `adapter_config.json`'s `base_model_name_or_path`: an
+adapter whose base is a bundled model's name loads only on that model; any other recorded base
+(a Hub id, a path) is checked by the shapes of its weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steering.errors import InvalidArgument
+from steering.errors import InvalidArgument, ModelLoadError
 from steering.models.language_model import LanguageModel
+from steering.paths import unfinished_run_note
 
 META = "steering.json"
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+RETRAIN = "train it again (steer train … writes RUN/adapter), or copy the whole adapter folder again"
 
 
 def base_fingerprint(model: LanguageModel) -> dict[str, Any]:
@@ -41,29 +54,142 @@ def base_fingerprint(model: LanguageModel) -> dict[str, Any]:
     }
 
 
-def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
-    """Refuse a missing or foreign adapter directory; returns its steering.json.
+def read_json_file(path: Path, *, what: str, fix: str) -> dict[str, Any]:
+    """A JSON object from a model file (adapter, soft prompt, vector metadata).
 
     Raises:
-        InvalidArgument: no adapter_config.json, or the adapter was trained on a base of other shapes.
+        ModelLoadError: the file cannot be read, is not UTF-8 JSON, or is not a JSON object.
+    """
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(
+            f"the {what} {path} is not readable JSON", received=f"{type(error).__name__}: {error}", fix=fix
+        ) from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(
+            f"the {what} {path} must hold a JSON object", received=f"a JSON {type(value).__name__}", fix=fix
+        )
+    return value
+
+
+def read_weights(path: Path, *, what: str, fix: str) -> dict[str, Any]:
+    """The tensors of a safetensors file, all finite.
+
+    Raises:
+        ModelLoadError: the file is truncated, not safetensors, or holds NaN/inf values.
+    """
+    from safetensors.torch import load
+
+    try:
+        tensors = load(path.read_bytes())
+    except Exception as error:  # safetensors raises its own error type for every malformed file
+        raise ModelLoadError(
+            f"the {what} {path} is not a readable safetensors file (truncated, corrupt or another format)",
+            received=f"{type(error).__name__}: {error}",
+            fix=fix,
+        ) from None
+    bad = [
+        name for name, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if bad:
+        raise ModelLoadError(f"the {what} {path} holds NaN or infinite values", received=bad[:4], fix=fix)
+    return tensors
+
+
+def check_base(recorded: str, model: LanguageModel, *, what: str) -> None:
+    """Refuse `what` (an adapter, a soft prompt) recorded as trained on another bundled model.
+
+    A recorded base that is not a bundled model's name (a Hub id or a path from elsewhere) is not
+    compared by name: the caller checks shapes instead.
+    """
+    from steering.models.registry import REGISTRY
+
+    if recorded and recorded in REGISTRY and recorded != model.name:
+        raise InvalidArgument(
+            f"{what} was trained on {recorded!r}, not on {model.name!r}",
+            received=f"trained on {recorded}, loading on {model.name}",
+            fix=f"load it with --model {recorded}, or train one for {model.name}",
+        )
+
+
+def _misfits(model: LanguageModel, tensors: dict[str, Any]) -> list[str]:
+    """LoRA matrices that do not fit this model: their layer is missing or of another width."""
+    modules = dict(model.module.named_modules())
+    problems = []
+    for key, tensor in tensors.items():
+        name = key.removeprefix("base_model.model.")
+        for marker, axis, attribute in ((".lora_A.", 1, "in_features"), (".lora_B.", 0, "out_features")):
+            if marker not in name:
+                continue
+            layer_name = name.split(marker)[0]
+            layer = modules.get(layer_name)
+            size = getattr(layer, attribute, None)
+            if layer is None:
+                problems.append(f"{layer_name}: no such layer")
+            elif isinstance(size, int) and (tensor.dim() != 2 or tensor.shape[axis] != size):
+                problems.append(f"{layer_name}: {tuple(tensor.shape)} vs {attribute}={size}")
+    return problems
+
+
+def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
+    """Refuse a missing, corrupt or foreign adapter directory; returns its steering.json ({} if none).
+
+    Raises:
+        InvalidArgument: not an adapter directory, or the adapter was trained on another base.
+        ModelLoadError: a file of the adapter is corrupt (not JSON, truncated safetensors, NaN weights).
     """
     directory = Path(directory)
-    if not (directory / "adapter_config.json").is_file():
+    if not (directory / CONFIG).is_file():
+        near = [d for d in (directory / "adapter", directory.parent) if (d / CONFIG).is_file()]
+        hint = f"; did you mean {near[0]}?" if near else ""
+        problem = "does not exist" if not directory.exists() else f"is not an adapter directory (no {CONFIG})"
         raise InvalidArgument(
-            f"{directory} is not an adapter directory (no adapter_config.json)",
+            f"{directory} {problem}{hint}",
             received=str(directory),
             fix="pass the `adapter` folder of a training run (steer train … writes RUN/adapter)",
         )
-    meta_path = directory / META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    config = read_json_file(directory / CONFIG, what="adapter config", fix=RETRAIN)
+    if not isinstance(config.get("peft_type"), str):
+        raise ModelLoadError(
+            f"the adapter config {directory / CONFIG} is not a peft adapter config (no 'peft_type')",
+            received=sorted(config)[:8],
+            fix=RETRAIN,
+        )
+    meta = (
+        read_json_file(directory / META, what="adapter metadata", fix=RETRAIN)
+        if (directory / META).is_file()
+        else {}
+    )
+    recorded = str(meta.get("base_model") or config.get("base_model_name_or_path") or "")
+    what = f"the adapter in {directory}"
     expected = base_fingerprint(model)
     shapes = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
     mismatched = [key for key in shapes if key in meta and meta[key] != expected[key]]
     if mismatched:
         raise InvalidArgument(
-            f"the adapter in {directory} was trained on {meta.get('base_model')!r}, not on {model.name!r}",
+            f"{what} was trained on {recorded!r}, not on {model.name!r}",
             received=", ".join(f"{k}: {meta[k]} vs {expected[k]}" for k in mismatched),
-            fix=f"load it with --model {meta.get('base_model')}, or train an adapter for {model.name}",
+            fix=f"load it with --model {recorded}, or train an adapter for {model.name}",
+        )
+    check_base(recorded, model, what=what)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        other = [p.name for p in directory.glob("adapter_model.*")]
+        raise ModelLoadError(
+            f"{what} has no {WEIGHTS}"
+            + (f" (only {other}: pickled weights are not loaded)" if other else ""),
+            received=sorted(p.name for p in directory.iterdir())[:8],
+            fix="save the adapter with safetensors (peft's save_pretrained does by default), or " + RETRAIN,
+        )
+    tensors = read_weights(weights, what="adapter weights file", fix=RETRAIN)
+    misfits = _misfits(model, tensors)
+    if misfits:
+        raise InvalidArgument(
+            f"{what} was trained on {recorded or 'another base'!r}, not on {model.name!r}: "
+            f"{len(misfits)} of its LoRA matrices do not fit this model's layers",
+            received="; ".join(misfits[:3]),
+            fix=f"load it with the model it was trained on, or train an adapter for {model.name}",
         )
     return meta
 
@@ -96,9 +222,21 @@ class Adapter:
         if self.key in loaded:
             return
         check_adapter(model, self.path)
+        note = unfinished_run_note(self.path)  # RUN/adapter of a run that was killed or interrupted
+        if note:
+            logging.getLogger(__name__).warning(note)
         for name in [n for n in loaded if n.startswith("adapter_")]:
             module.delete_adapter(name)
-        module.load_adapter(str(self.path), adapter_name=self.key)
+        try:
+            module.load_adapter(str(self.path), adapter_name=self.key)
+        except Exception as error:  # what the checks above cannot foresee (a config peft rejects)
+            if self.key in (getattr(module, "peft_config", None) or {}):
+                module.delete_adapter(self.key)
+            raise ModelLoadError(
+                f"peft could not load the adapter in {self.path}",
+                received=f"{type(error).__name__}: {str(error)[:200]}",
+                fix=RETRAIN,
+            ) from error
         module.disable_adapters()
 
     @contextmanager

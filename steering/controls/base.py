@@ -12,8 +12,9 @@
 A logit control is the `LogitControl` protocol: `__call__` plus four groups of hooks, each a Protocol
 below, every one of them called by the engine directly (never looked up):
 
-- `RowState` — `start` before each batch, `restart_row` when a new prompt takes a batch row
-  (continuous batching), `select_rows` when SMC resamples the rows, `consume` after each sampled token;
+- `RowState` — `start` before each batch, `set_budget` with each row's token budget, `restart_row`
+  when a new prompt takes a batch row (continuous batching), `select_rows` when SMC resamples the
+  rows, `consume` after each sampled token;
 - `Constraint` — `is_complete` (the constraint is finished: the row stops) and `accepts` (may the text
   end here?);
 - `FastPaths` — `masks_only`, `point_mass`, `token_pools`: exact shortcuts the engine may take;
@@ -56,6 +57,7 @@ is innermost), logit controls transform the scores from the first to the last.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,6 +128,15 @@ class RowState(Protocol):
 
     def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
         """A new prompt (`prompt_ids`, no padding) takes batch row `row`; its generated tokens start empty."""
+        ...
+
+    def set_budget(self, row: int, *, budget: int | None) -> None:
+        """Row `row` may sample at most `budget` tokens in all (None: the decoder knows no limit).
+
+        Called after `start` for every row and after `restart_row` for a refilled one; a control
+        that keeps budgets re-indexes them in `select_rows`. For controls that plan to finish in time
+        (grammars): the mask may depend on the row's tokens and its budget, never on its batch.
+        """
         ...
 
     def select_rows(self, indices: Sequence[int]) -> None:
@@ -246,6 +257,9 @@ class LogitControlBase(ABC):
     def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:  # noqa: B027 (a default)
         """Default: no per-row state."""
 
+    def set_budget(self, row: int, *, budget: int | None) -> None:  # noqa: B027 (a default)
+        """Default: budgets are not needed."""
+
     def select_rows(self, indices: Sequence[int]) -> None:  # noqa: B027 (a default)
         """Default: no per-row state."""
 
@@ -321,7 +335,25 @@ def as_logit_control(control: object) -> LogitControl:
             received=type(control).__name__,
             fix="use a control from steering.controls or an HF LogitsProcessor",
         )
+    _check_callable(control)
     return CallableControl(control)  # type: ignore[arg-type]
+
+
+def _check_callable(function: Callable[..., object]) -> None:
+    """Refuse a plain callable that cannot be called as `(input_ids, scores)` (e.g. a control factory)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): trusted
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        name = getattr(function, "__qualname__", type(function).__name__)
+        raise InvalidArgument(
+            f"{name} is not a logit control: it cannot be called as (input_ids, scores) -> scores",
+            received=f"{name}{signature}",
+            fix=f"if it makes a control, call it and pass the result: controls=[{name}(…)]",
+        ) from None
 
 
 Control = ContextControl | LogitControl | ModelControl
@@ -334,11 +366,29 @@ def split_controls(
 
     A soft prompt is both a context and a model control (placeholders in the text, vectors in the
     embedding). Logit controls come back normalised by `as_logit_control`.
+
+    Raises:
+        InvalidArgument: `controls` is one control or a string rather than a list, or holds a
+            control class instead of an instance.
     """
+    if isinstance(controls, str | bytes) or not isinstance(controls, Sequence):
+        shown = describe(controls)
+        one = isinstance(controls, str | bytes) or not hasattr(controls, "__iter__")
+        raise InvalidArgument(
+            "controls must be a list of controls",
+            received=f"{shown} ({type(controls).__name__})",
+            fix=f"wrap it in a list: controls=[{shown}]" if one else "pass a list, in the order they apply",
+        )
     context: list[ContextControl] = []
     logits: list[LogitControl] = []
     model: list[ModelControl] = []
     for control in controls:
+        if isinstance(control, type):
+            raise InvalidArgument(
+                f"controls holds the class {control.__name__}, not a control made from it",
+                received=f"controls=[…, {control.__name__}, …]",
+                fix=f"create one: {control.__name__}(…) (e.g. TopP(0.9), Temperature(0.7))",
+            )
         is_model = isinstance(control, ModelControl)
         is_context = isinstance(control, ContextControl)
         if is_model:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steering.errors import InputFormatError, InvalidArgument, TemplateError, did_you_mean
-from steering.jsonl import read_jsonl
+from steering.errors import InputFormatError, InvalidArgument, TemplateError, check_seed, did_you_mean
+from steering.jsonl import read_jsonl, read_text
 
 
 def template_fields(template: str) -> list[str]:
@@ -136,6 +136,8 @@ class FewShot:
                 received=self.format,
                 fix='use e.g. "Q: {prompt}\\nA: {completion}"',
             )
+        if self.shuffle_seed is not None:
+            check_seed(self.shuffle_seed, name="shuffle_seed")
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -220,7 +222,7 @@ def template_from_name(name_or_path: str) -> PromptTemplate | ChatTemplate:
         return PromptTemplate("Instruction: {prompt}\nResponse:", stop=("\nInstruction:",))
     path = Path(name_or_path)
     if path.is_file():
-        return PromptTemplate(path.read_text(encoding="utf-8").rstrip("\n"))
+        return PromptTemplate(read_text(path, what="template file").rstrip("\n"))
     raise TemplateError(
         f"'{name_or_path}' is neither a built-in template nor a file."
         + did_you_mean(name_or_path, BUILTIN_TEMPLATES),

@@ -12,175 +12,65 @@ that rule, so they differ only in which tokens they admit: xgrammar also admits 
 books are exact for its own token set. Lark grammars are llguidance only.
 
 JSON whitespace is not flexible by default (compact JSON), so a sample cannot run away into spaces.
+
+Three refinements of the mask, each a function of the row's own tokens (and budget), so the books stay
+exact and a refilled row gets the masks it would get in any batch (llguidance backend):
+
+- finishing within budget (`budget_aware`, on by default): near the end of a row's `max_new_tokens`
+  only tokens after which the grammar can still close in the tokens left (`steering.controls.closing`);
+- no duplicate object keys in JSON (`unique_keys`, on by default; `steering.controls.json_keys`);
+- strict objects (`JsonSchema(strict=True)`, the default): objects closed to keys their schema does
+  not list unless it allows them (`steering.controls.schema`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from steering.controls.base import LogitControlBase
-from steering.errors import InputFormatError, InvalidArgument, did_you_mean
+from steering.controls.closing import ClosingPlanner
+from steering.controls.grammar_rows import (
+    LLGuidanceRows,
+    Rows,
+    XGrammarRows,
+    allowed_ids,
+    ll_tokenizer,
+    row_pool,
+    unpack_bitmask,
+    write_allowed,
+    xgrammar_compiler,
+)
+from steering.controls.json_keys import KeyTracker, TokenTable
+from steering.controls.schema import close_objects, known_dialect, load_schema
+from steering.errors import InvalidArgument, did_you_mean
 
 BACKENDS = ("llguidance", "xgrammar")
 _NOUNS = {"Regex": "regex", "JsonSchema": "JSON schema", "Lark": "Lark grammar"}
-_LL_TOKENIZERS: dict[int, Any] = {}
-_LL_EXECUTORS: list[Any] = []  # one llguidance thread pool per process, made on first use
-_XGRAMMAR_COMPILERS: dict[tuple[int, int], Any] = {}
+_PLANNERS: dict[int, ClosingPlanner] = {}
+_TOKEN_TABLES: dict[int, TokenTable] = {}
 
 
-def ll_tokenizer(tokenizer: Any) -> Any:
-    """The llguidance tokenizer for a HF fast tokenizer, built once per process (seconds for 262k)."""
-    key = id(tokenizer)
-    if key not in _LL_TOKENIZERS:
-        import llguidance.hf
-
-        _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(tokenizer)
-    return _LL_TOKENIZERS[key]
+def _planner(tokenizer: Any) -> ClosingPlanner:
+    """The closing planner for a HF tokenizer (its priority tokens), built once per process."""
+    if id(tokenizer) not in _PLANNERS:
+        _PLANNERS[id(tokenizer)] = ClosingPlanner(ll_tokenizer(tokenizer), _token_table(tokenizer).bytes)
+    return _PLANNERS[id(tokenizer)]
 
 
-def _ll_executor() -> Any:
-    """llguidance's thread pool that fills several rows' masks in parallel (its default thread count)."""
-    if not _LL_EXECUTORS:
-        from llguidance import LLExecutor
-
-        _LL_EXECUTORS.append(LLExecutor())
-    return _LL_EXECUTORS[0]
-
-
-def _xgrammar_compiler(tokenizer: Any, vocab: int) -> Any:
-    """An xgrammar compiler for a HF tokenizer and a logits width, built once per process."""
-    import xgrammar
-
-    key = (id(tokenizer), vocab)
-    if key not in _XGRAMMAR_COMPILERS:
-        info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab)
-        _XGRAMMAR_COMPILERS[key] = xgrammar.GrammarCompiler(info)
-    return _XGRAMMAR_COMPILERS[key]
-
-
-def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
-    """(B, ceil(V/32)) int32 bitmask on the CPU → (B, V) bool, True where a token is allowed.
-
-    Bit i of word w is token 32·w + i (the layout of llguidance and xgrammar). numpy unpacks the
-    little-endian bytes of the words in exactly that order: ~0.1 ms for 8 × 262k tokens, against
-    ~0.5 ms for shifting an (B, W, 32) int32 tensor.
-    """
-    words = bitmask.numpy()
-    if sys.byteorder != "little":
-        words = words.astype("<i4")
-    bits = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")
-    return torch.from_numpy(bits.view(np.bool_))[:, :vocab]
-
-
-# A row that allows at most this share of the vocabulary is handed to the engine as token ids.
-SPARSE_SHARE = 1 / 8
-
-
-def row_pool(words: np.ndarray, vocab: int, width: int) -> torch.Tensor:
-    """One row of a bitmask, (ceil(V/32),) uint32 → its pool for the engine's `token_pools` draw.
-
-    Returns the sorted allowed ids (int64) when they are few, else a (width,) bool row: True where
-    allowed, False past `vocab` (logits wider than the tokenizer).
-    """
-    if sys.byteorder != "little":
-        words = words.astype("<u4")
-    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[:vocab].view(np.bool_)
-    if np.count_nonzero(bits) <= SPARSE_SHARE * width:
-        return torch.from_numpy(np.flatnonzero(bits))
-    allowed = torch.zeros(width, dtype=torch.bool)
-    allowed[:vocab] = torch.from_numpy(bits)
-    return allowed
-
-
-class _Rows(Protocol):
-    """One matcher per batch row, behind the few calls the control needs; `vocab` tokens per mask."""
-
-    vocab: int
-
-    def ended(self, row: int) -> bool: ...
-    def fill(self, bitmask: torch.Tensor, rows: list[int]) -> None: ...
-    def consume(self, row: int, token: int) -> None: ...
-    def restart(self, row: int) -> None: ...
-    def can_only_stop(self, row: int) -> bool: ...
-
-
-class _LLGuidanceRows:
-    def __init__(self, ll_tokenizer: Any, grammar: str, batch_size: int) -> None:
-        from llguidance import LLMatcher
-
-        self.matchers = [LLMatcher(ll_tokenizer, grammar, log_level=0) for _ in range(batch_size)]
-        self.vocab = int(ll_tokenizer.vocab_size)
-        self._new = lambda: LLMatcher(ll_tokenizer, grammar, log_level=0)
-
-    def restart(self, row: int) -> None:
-        self.matchers[row] = self._new()
-
-    def ended(self, row: int) -> bool:
-        return bool(self.matchers[row].is_error() or self.matchers[row].is_stopped())
-
-    def fill(self, bitmask: torch.Tensor, rows: list[int]) -> None:
-        from llguidance.torch import fill_next_token_bitmask, fill_next_token_bitmask_par
-
-        if len(rows) == 1:
-            fill_next_token_bitmask(self.matchers[rows[0]], bitmask, rows[0])
-        else:  # rows in parallel: ~35% less time for 8 rows on 2 cores
-            fill_next_token_bitmask_par(_ll_executor(), [(self.matchers[r], r) for r in rows], bitmask)
-
-    def consume(self, row: int, token: int) -> None:
-        self.matchers[row].consume_token(token)
-
-    def can_only_stop(self, row: int) -> bool:
-        return bool(self.matchers[row].is_stopped() and not self.matchers[row].is_error())
-
-
-class _XGrammarRows:
-    def __init__(self, compiled: Any, batch_size: int, vocab: int) -> None:
-        import xgrammar
-
-        self.matchers = [xgrammar.GrammarMatcher(compiled) for _ in range(batch_size)]
-        self.failed = [False] * batch_size
-        self._new = lambda: xgrammar.GrammarMatcher(compiled)
-        self.stop_tokens = list(self.matchers[0].stop_token_ids) if self.matchers else []
-        self.scratch = xgrammar.allocate_token_bitmask(1, vocab)
-        self.vocab = vocab
-
-    def ended(self, row: int) -> bool:
-        return self.failed[row] or bool(self.matchers[row].is_terminated())
-
-    def fill(self, bitmask: torch.Tensor, rows: list[int]) -> None:
-        for row in rows:
-            self.matchers[row].fill_next_token_bitmask(bitmask, row)
-
-    def restart(self, row: int) -> None:
-        self.matchers[row], self.failed[row] = self._new(), False
-
-    def consume(self, row: int, token: int) -> None:
-        if not self.matchers[row].accept_token(token):
-            self.failed[row] = True
-
-    def can_only_stop(self, row: int) -> bool:
-        """llguidance's rule: the grammar is complete and its mask holds stop tokens only."""
-        matcher = self.matchers[row]
-        if self.failed[row]:
-            return False
-        if matcher.is_terminated():
-            return True
-        if not matcher.is_completed():
-            return False
-        matcher.fill_next_token_bitmask(self.scratch, 0)
-        words = self.scratch.numpy()[0].view(np.uint32)
-        for token in self.stop_tokens:
-            words[token // 32] &= np.uint32(0xFFFFFFFF ^ (1 << (token % 32)))
-        return not bool(words.any())
+def _token_table(tokenizer: Any) -> TokenTable:
+    """Every token's bytes and the tokens that can complete a JSON key, built once per process."""
+    if id(tokenizer) not in _TOKEN_TABLES:
+        compiled = ll_tokenizer(tokenizer)
+        _TOKEN_TABLES[id(tokenizer)] = TokenTable(compiled, int(compiled.vocab_size))
+    return _TOKEN_TABLES[id(tokenizer)]
 
 
 @dataclass
@@ -188,6 +78,8 @@ class Grammar(LogitControlBase):
     """A token pool defined by a grammar; build it with `Regex`, `JsonSchema` or `Lark`.
 
     `grammar` is the text the backend compiles (llguidance's grammar JSON, or xgrammar's EBNF).
+    `budget_aware`: near the end of its budget a row may only take tokens after which the grammar can
+    still close in time (llguidance). `unique_keys`: no JSON object repeats a key (llguidance).
     """
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
@@ -199,8 +91,13 @@ class Grammar(LogitControlBase):
     kind: str
     source: str
     backend: str = "llguidance"
-    _rows: _Rows | None = field(default=None, init=False, repr=False)
+    budget_aware: bool = True
+    unique_keys: bool = False
+    _rows: Rows | None = field(default=None, init=False, repr=False)
     _consumed: list[int] = field(default_factory=list, init=False, repr=False)
+    _budgets: list[int | None] = field(default_factory=list, init=False, repr=False)
+    _plans: list[tuple[int, list[int]] | None] = field(default_factory=list, init=False, repr=False)
+    _keys: list[KeyTracker] = field(default_factory=list, init=False, repr=False)
     _checked_for: int | None = field(default=None, init=False, repr=False)
     _tokenizer: Any = field(default=None, init=False, repr=False)
     _batch_size: int = field(default=0, init=False, repr=False)
@@ -210,23 +107,31 @@ class Grammar(LogitControlBase):
     def __repr__(self) -> str:
         text = self.source if len(self.source) <= 60 else self.source[:57] + "…"
         backend = "" if self.backend == "llguidance" else f", backend={self.backend!r}"
-        return f"{self.kind}({text!r}{backend})"
+        budget = "" if self.budget_aware else ", budget_aware=False"
+        return f"{self.kind}({text!r}{backend}{budget})"
 
     def _validate(self, ll_tokenizer: Any) -> None:
         from llguidance import LLMatcher
 
         is_error, messages = LLMatcher.validate_grammar_with_warnings(self.grammar, ll_tokenizer)
         if is_error:
-            raise InvalidArgument(
-                f"the {_NOUNS[self.kind]} is not valid: {messages[0].strip()}",
-                received=self.source,
-                fix=f"correct the {_NOUNS[self.kind]} at the position shown",
-            )
+            noun, message = _NOUNS[self.kind], messages[0].strip()
+            what, fix = f"the {noun} is not valid: {message}", f"correct the {noun} at the position shown"
+            if "Unimplemented keys" in message:
+                what = f"the {noun} uses keywords that cannot be enforced while generating ({message})"
+                fix = "remove those keywords from the schema"
+            elif "coerce_one_of" in message:
+                what = f"the {noun} has a oneOf whose branches may overlap ({message.split('. Enable')[0]})"
+                fix = "write anyOf, or pass coerce_one_of=True (steer generate --coerce-one-of) to read it as anyOf"
+            raise InvalidArgument(what, received=self.source, fix=fix)
 
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
         """Called by the engine before each batch: one fresh matcher per row."""
         self._tokenizer, self._batch_size = tokenizer, batch_size
         self._consumed = [0] * batch_size
+        self._budgets = [None] * batch_size
+        self._plans = [None] * batch_size
+        self._keys = [KeyTracker() for _ in range(batch_size)] if self._tracks_keys else []
         self._rows = None  # xgrammar's rows need the logits width: built at the first step
         self._bitmask = None
         if self.backend == "llguidance":
@@ -234,20 +139,32 @@ class Grammar(LogitControlBase):
             if self._checked_for != id(tokenizer):
                 self._validate(compiled)
                 self._checked_for = id(tokenizer)
-            self._rows = _LLGuidanceRows(compiled, self.grammar, batch_size)
+            self._rows = LLGuidanceRows(compiled, self.grammar, batch_size)
+
+    @property
+    def _tracks_keys(self) -> bool:
+        return self.unique_keys and self.backend == "llguidance"
+
+    def set_budget(self, row: int, *, budget: int | None) -> None:
+        """Row `row` may sample at most `budget` tokens in all: near the end, only tokens that still close."""
+        self._budgets[row] = budget
+        self._plans[row] = None
 
     def restart_row(self, row: int, *, prompt_ids: Sequence[int]) -> None:
         """Called by the engine when a new prompt takes over batch row `row`: a fresh matcher."""
         self._consumed[row] = 0
+        self._plans[row] = None
+        if self._keys:
+            self._keys[row] = KeyTracker()
         if self._rows is not None:
             self._rows.restart(row)
 
-    def _prepared_rows(self, rows: int, vocab: int) -> _Rows:
+    def _prepared_rows(self, rows: int, vocab: int) -> Rows:
         if self._rows is None and self._tokenizer is not None and self.backend == "xgrammar":
             key = (id(self._tokenizer), vocab)
             if key not in self._compiled:
-                self._compiled[key] = _xgrammar_compiler(self._tokenizer, vocab).compile_grammar(self.grammar)
-            self._rows = _XGrammarRows(self._compiled[key], self._batch_size, vocab)
+                self._compiled[key] = xgrammar_compiler(self._tokenizer, vocab).compile_grammar(self.grammar)
+            self._rows = XGrammarRows(self._compiled[key], self._batch_size, vocab)
         if self._rows is None or self._batch_size != rows:
             raise InvalidArgument(
                 f"{self.kind} was used before the engine prepared it",
@@ -256,7 +173,7 @@ class Grammar(LogitControlBase):
             )
         return self._rows
 
-    def _fill(self, batch: int, vocab: int) -> tuple[_Rows, torch.Tensor, list[int]]:
+    def _fill(self, batch: int, vocab: int) -> tuple[Rows, torch.Tensor, list[int]]:
         """Every live row's matcher fills its row of the bitmask; ended rows allow everything."""
         rows = self._prepared_rows(batch, vocab)
         if self._bitmask is None:  # one buffer per batch, rewritten at every step
@@ -270,7 +187,44 @@ class Grammar(LogitControlBase):
                 live.append(row)
         if live:
             rows.fill(bitmask, live)
+            if isinstance(rows, LLGuidanceRows) and (self._tracks_keys or self.budget_aware):
+                words = bitmask.numpy().view(np.uint32)
+                for row in live:
+                    self._refine(rows, row, words[row])
         return rows, bitmask, live
+
+    def _refine(self, rows: LLGuidanceRows, row: int, words: np.ndarray) -> None:
+        """Narrow one row's bitmask: no duplicate key, and within budget, a plan that still closes."""
+        if self._keys:
+            bad = np.asarray(self._keys[row].forbidden(_token_table(self._tokenizer), words), dtype=np.int64)
+            if len(bad):
+                cleared = words.copy()
+                np.bitwise_and.at(cleared, bad >> 5, ~(np.uint32(1) << (bad & 31).astype(np.uint32)))
+                if cleared.any():  # a key its object lacks can still be written: refuse the repeats
+                    words[:] = cleared
+        budget = self._budgets[row] if self.budget_aware else None
+        if budget is None:
+            return
+        remaining = budget - self._consumed[row]
+        planner = _planner(self._tokenizer)
+        plan = self._plan(rows, row, remaining)
+        if plan is None or remaining > len(plan) + planner.horizon:
+            return
+        allowed = allowed_ids(words, rows.vocab)
+        keys = self._keys[row] if self._keys else None
+        restricted = planner.restrict(rows.matchers[row], allowed, remaining, plan, keys)
+        if restricted is not None:
+            write_allowed(words, restricted)
+
+    def _plan(self, rows: LLGuidanceRows, row: int, remaining: int) -> list[int] | None:
+        """The row's closing plan from its current state (cached while the row follows it)."""
+        cached = self._plans[row]
+        if cached is not None and cached[0] == self._consumed[row]:
+            return cached[1] if len(cached[1]) <= remaining else None
+        keys = self._keys[row] if self._keys else None
+        plan = _planner(self._tokenizer).plan(rows.matchers[row], remaining, keys)
+        self._plans[row] = None if plan is None else (self._consumed[row], plan)
+        return plan
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """scores: (B, V) → (B, V) with −inf where the row's grammar forbids the token."""
@@ -303,8 +257,14 @@ class Grammar(LogitControlBase):
         if rows is None:
             return False
         while self._consumed[row] < len(generated):
-            rows.consume(row, int(generated[self._consumed[row]]))
+            token = int(generated[self._consumed[row]])
+            rows.consume(row, token)
+            if self._keys:
+                self._keys[row].feed(_token_table(self._tokenizer).bytes[token])
+            cached = self._plans[row]
+            following = cached is not None and cached[0] == self._consumed[row] and cached[1][:1] == [token]
             self._consumed[row] += 1
+            self._plans[row] = (self._consumed[row], cached[1][1:]) if following and cached else None
         return rows.can_only_stop(row)
 
 
@@ -339,8 +299,12 @@ def _xgrammar_ebnf(kind: str, source: str, build: Any) -> str:
         ) from error
 
 
-def Regex(pattern: str, *, backend: str = "llguidance") -> Grammar:
-    """The output must fully match `pattern` (Rust regex syntax; xgrammar: its own ECMAScript-like one)."""
+def Regex(pattern: str, *, backend: str = "llguidance", budget_aware: bool = True) -> Grammar:
+    """The output must fully match `pattern` (Rust regex syntax; xgrammar: its own ECMAScript-like one).
+
+    `budget_aware`: near the end of `max_new_tokens`, only tokens after which the match can still
+    finish (llguidance; see `steering.controls.closing`). False: the plain pool.
+    """
     if not isinstance(pattern, str) or not pattern:
         raise InvalidArgument(
             "a regex must be a non-empty string", received=pattern, fix=r"use e.g. r'\d{3}'"
@@ -350,19 +314,43 @@ def Regex(pattern: str, *, backend: str = "llguidance") -> Grammar:
         import xgrammar
 
         ebnf = _xgrammar_ebnf("Regex", pattern, lambda: xgrammar.Grammar.from_regex(pattern))
-        return Grammar(ebnf, "Regex", pattern, backend)
+        return Grammar(ebnf, "Regex", pattern, backend, budget_aware=False)
     from llguidance import LLMatcher
 
-    return Grammar(LLMatcher.grammar_from_regex(pattern), "Regex", pattern)
+    return Grammar(LLMatcher.grammar_from_regex(pattern), "Regex", pattern, budget_aware=budget_aware)
 
 
 def JsonSchema(
-    schema: Mapping[str, Any] | str | Path, *, flexible_whitespace: bool = False, backend: str = "llguidance"
+    schema: Mapping[str, Any] | str | Path,
+    *,
+    strict: bool = True,
+    unique_keys: bool = True,
+    budget_aware: bool = True,
+    coerce_one_of: bool = False,
+    flexible_whitespace: bool = False,
+    backend: str = "llguidance",
 ) -> Grammar:
-    """The output is JSON valid under `schema` (a dict, JSON text, or a path to a .json file)."""
-    schema = _load_schema(schema)
+    """The output is JSON valid under `schema` (a dict, JSON text, or a path to a .json file).
+
+    Args:
+        schema: the JSON schema (a `$schema` naming a meta-schema that is not a JSON Schema draft is
+            ignored: its keywords are read as Draft 2020-12).
+        strict: objects take no key their schema does not list, unless it allows extra keys
+            (`additionalProperties`/`patternProperties`): the convention of hosted structured outputs,
+            xgrammar and outlines. False: JSON Schema's own default (any extra key). See
+            `steering.controls.schema` for the objects left as written (merged by `allOf` and kin).
+        unique_keys: no object repeats a key (llguidance).
+        budget_aware: near the end of `max_new_tokens`, only tokens after which the JSON can still be
+            closed in time (llguidance). False: the plain pool (which may run out mid-string).
+        coerce_one_of: read `oneOf` as `anyOf` where llguidance cannot prove the branches exclusive
+            (otherwise it refuses the schema); an output may then match more than one branch.
+        flexible_whitespace: allow whitespace between tokens (default: compact JSON).
+        backend: "llguidance" or "xgrammar" (the plain pool only).
+    """
+    schema = load_schema(schema)
     _check_backend(backend, "JsonSchema")
     text = json.dumps(schema)
+    compiled = close_objects(known_dialect(schema)) if strict else known_dialect(schema)
     if backend == "xgrammar":
         import xgrammar
 
@@ -370,51 +358,26 @@ def JsonSchema(
             "JsonSchema",
             text,
             lambda: xgrammar.Grammar.from_json_schema(
-                text,
+                json.dumps(compiled),
                 any_whitespace=flexible_whitespace,
                 separators=None if flexible_whitespace else (",", ":"),
+                strict_mode=strict,
             ),
         )
-        return Grammar(ebnf, "JsonSchema", text, backend)
+        return Grammar(ebnf, "JsonSchema", text, backend, budget_aware=False)
     from llguidance import LLMatcher
 
-    options = {"whitespace_flexible": flexible_whitespace}
-    grammar = LLMatcher.grammar_from_json_schema(dict(schema), defaults=options)  # type: ignore[arg-type]
-    return Grammar(grammar, "JsonSchema", text)
+    options = {"whitespace_flexible": flexible_whitespace, "coerce_one_of": coerce_one_of}
+    grammar = LLMatcher.grammar_from_json_schema(compiled, defaults=options)  # type: ignore[arg-type]
+    return Grammar(grammar, "JsonSchema", text, budget_aware=budget_aware, unique_keys=unique_keys)
 
 
-def _load_schema(schema: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
-    if isinstance(schema, Path) or (
-        isinstance(schema, str) and schema.endswith(".json") and Path(schema).is_file()
-    ):
-        path = Path(schema)
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise InputFormatError(
-                f"{path}:{error.lineno}:{error.colno}: the schema is not valid JSON ({error.msg})",
-                received=str(path),
-                fix="fix the JSON at that position",
-            ) from error
-    if isinstance(schema, str):
-        text = schema
-        try:
-            schema = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidArgument(
-                f"the schema is not valid JSON at line {error.lineno} column {error.colno} ({error.msg})",
-                received=text[:120],
-                fix="pass a dict or JSON text",
-            ) from error
-    if not isinstance(schema, Mapping):
-        raise InvalidArgument(
-            "a JSON schema must be an object", received=type(schema).__name__, fix="pass a dict"
-        )
-    return schema
+def Lark(text: str, *, budget_aware: bool = True) -> Grammar:
+    """The output matches a Lark (EBNF-style) grammar with a `start` rule (llguidance only).
 
-
-def Lark(text: str) -> Grammar:
-    """The output matches a Lark (EBNF-style) grammar with a `start` rule (llguidance only)."""
+    `budget_aware`: near the end of `max_new_tokens`, only tokens after which the grammar can still
+    finish. False: the plain pool.
+    """
     from llguidance import LLMatcher
 
-    return Grammar(LLMatcher.grammar_from_lark(text), "Lark", text)
+    return Grammar(LLMatcher.grammar_from_lark(text), "Lark", text, budget_aware=budget_aware)

@@ -31,7 +31,8 @@ class Choices(LogitControlBase):
     Labels are matched on their canonical tokenisation as a continuation (`" positive"` usually starts
     with a space). When one label is a token prefix of another, pass `end` (e.g. "\\n") so that each
     label is a complete answer; generation then ends once a full label (+ end) is produced, with stop
-    reason "stop". A sample that runs out of `max_new_tokens` first is marked "unfinished".
+    reason "stop". A row only starts labels it can finish in its remaining budget (`set_budget`); when
+    no label fits the budget at all, the sample runs out of `max_new_tokens` and is "unfinished".
     """
 
     masks_only = True  # only sets tokens to −inf: the engine's exact fast path
@@ -46,6 +47,8 @@ class Choices(LogitControlBase):
     _trie: TrieNode | None = field(default=None, init=False, repr=False)
     _tokenizer_id: int | None = field(default=None, init=False, repr=False)
     _prompt_width: int = field(default=0, init=False, repr=False)
+    _budgets: list[int | None] = field(default_factory=list, init=False, repr=False)
+    _depths: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # id(node) → tokens left
 
     def __post_init__(self) -> None:
         self.labels = validate_labels(self.labels)
@@ -64,7 +67,14 @@ class Choices(LogitControlBase):
                 fix='pass end="\\n" (or the text that follows an answer)',
             )
             self._tokenizer_id = id(tokenizer)
+            self._depths = {}
+            _fill_depths(self._trie, self._depths)
         self._prompt_width = prompt_width
+        self._budgets = [None] * batch_size
+
+    def set_budget(self, row: int, *, budget: int | None) -> None:
+        """Row `row` may sample `budget` tokens: it only starts labels it can finish in time."""
+        self._budgets[row] = budget
 
     def _node(self, generated: Sequence[int]) -> TrieNode | None:
         node = self._trie
@@ -83,11 +93,17 @@ class Choices(LogitControlBase):
             )
         masked = torch.full_like(scores, NEG_INF)
         for row in range(scores.shape[0]):
-            node = self._node(input_ids[row, self._prompt_width :].tolist())
+            generated = input_ids[row, self._prompt_width :].tolist()
+            node = self._node(generated)
             if node is None or not node.children:
                 masked[row] = scores[row]  # finished or off-trie rows are not sampled from any more
                 continue
-            allowed = torch.tensor(list(node.children), device=scores.device)
+            children = list(node.children)
+            budget = self._budgets[row] if row < len(self._budgets) else None
+            if budget is not None:  # only labels that end within the tokens left (all, if none does)
+                left = budget - len(generated) - 1
+                children = [t for t in children if self._depths[id(node.children[t])] <= left] or children
+            allowed = torch.tensor(children, device=scores.device)
             masked[row, allowed] = scores[row, allowed]
         return masked
 
@@ -95,6 +111,13 @@ class Choices(LogitControlBase):
         """True once `generated` spells a whole label (+ end)."""
         node = self._node(generated)
         return node is not None and node.label is not None
+
+
+def _fill_depths(node: TrieNode, depths: dict[int, int]) -> int:
+    """Tokens from `node` to the nearest label end, for every node under it (into `depths`)."""
+    nearest = [_fill_depths(child, depths) + 1 for child in node.children.values()]
+    depths[id(node)] = 0 if node.label is not None else min(nearest)
+    return depths[id(node)]
 
 
 @dataclass

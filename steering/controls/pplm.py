@@ -120,6 +120,12 @@ class PPLM(LogitControlBase):
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
         if self._tokenizer_id != id(tokenizer):
             ids = sorted({t for word in self.words for t in word_first_tokens(tokenizer, str(word))})
+            if not ids:
+                raise InvalidArgument(
+                    "none of PPLM's words can be spelled by this model's tokenizer, so it would steer nowhere",
+                    received=list(self.words)[:10],
+                    fix="use words in this model's vocabulary",
+                )
             self._bag = torch.tensor(ids, dtype=torch.long)
             self._tokenizer_id = id(tokenizer)
         self._delta = None

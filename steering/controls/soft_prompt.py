@@ -13,6 +13,7 @@ replacing them changes nothing. The placeholder must be a single token that is n
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from typing import Any
 
 import torch
 
-from steering.errors import InvalidArgument
-from steering.paths import atomic_dir
+from steering.controls.adapter import check_base, read_json_file, read_weights
+from steering.errors import InvalidArgument, ModelLoadError
+from steering.paths import atomic_dir, unfinished_run_note
 
 VECTORS = "soft_prompt.safetensors"
 META = "soft_prompt.json"
@@ -54,6 +56,7 @@ class SoftPrompt:
 
     def placeholder_id(self, model: Any) -> int:
         """The placeholder's token id, checked: one token, not BOS or EOS, and the vectors fit the model."""
+        check_base(self.base_model, model, what=f"the soft prompt ({self.length} vectors)")
         ids = model.tokenizer(self.placeholder, add_special_tokens=False)["input_ids"]
         if len(ids) != 1 or ids[0] in (model.bos_token_id, *model.eos_token_ids):
             raise InvalidArgument(
@@ -104,8 +107,12 @@ class SoftPrompt:
 
     @classmethod
     def load(cls, directory: str | Path) -> SoftPrompt:
-        from safetensors.torch import load_file
+        """Read a soft prompt written by `save`; a corrupt or foreign file is refused with what is wrong.
 
+        Raises:
+            InvalidArgument: not a soft prompt directory.
+            ModelLoadError: a file is not JSON / safetensors, or holds no (k, hidden) `vectors` tensor.
+        """
         directory = Path(directory)
         if not (directory / VECTORS).is_file():
             raise InvalidArgument(
@@ -113,9 +120,31 @@ class SoftPrompt:
                 received=str(directory),
                 fix="pass the adapter folder of `steer train soft-prompt` (RUN/adapter)",
             )
-        meta = json.loads((directory / META).read_text()) if (directory / META).is_file() else {}
-        vectors = load_file(str(directory / VECTORS))["vectors"]
-        return cls(vectors, meta.get("placeholder", "<pad>"), base_model=meta.get("base_model", ""))
+        fix = "train it again with `steer train soft-prompt`, or copy the whole adapter folder again"
+        meta = (
+            read_json_file(directory / META, what="soft prompt metadata", fix=fix)
+            if (directory / META).is_file()
+            else {}
+        )
+        tensors = read_weights(directory / VECTORS, what="soft prompt", fix=fix)
+        note = unfinished_run_note(directory)  # RUN/adapter of a run that was killed or interrupted
+        if note:
+            logging.getLogger(__name__).warning(note)
+        vectors = tensors.get("vectors")
+        if vectors is None or vectors.dim() != 2 or vectors.shape[0] < 1 or not vectors.is_floating_point():
+            raise ModelLoadError(
+                f"the soft prompt {directory / VECTORS} needs one float tensor 'vectors' of shape (k, hidden)",
+                received={name: tuple(t.shape) for name, t in list(tensors.items())[:4]},
+                fix=fix,
+            )
+        placeholder, base_model = meta.get("placeholder", "<pad>"), meta.get("base_model", "")
+        if not isinstance(placeholder, str) or not placeholder or not isinstance(base_model, str):
+            raise ModelLoadError(
+                f"the soft prompt metadata {directory / META} needs string 'placeholder' and 'base_model'",
+                received={"placeholder": placeholder, "base_model": base_model},
+                fix=fix,
+            )
+        return cls(vectors.float(), placeholder, base_model=base_model)
 
     def __repr__(self) -> str:
         return f"SoftPrompt(k={self.length}, placeholder={self.placeholder!r})"

@@ -15,15 +15,20 @@ import torch
 
 from steering.controls.base import LogitControlBase
 from steering.errors import InvalidArgument
+from steering.jsonl import read_text
 
 
 def word_first_tokens(tokenizer: Any, word: str) -> set[int]:
-    """First token of each tokenisation of `word`: as written, with a leading space, and without one."""
+    """First token of each tokenisation of `word`: as written, with a leading space, and without one.
+
+    A tokenisation counts only when its tokens spell the word back (spaces aside): a tokenizer that
+    drops characters it cannot spell would otherwise have " xyz" bias the bare space token.
+    """
     variants = {word, " " + word.lstrip(), word.lstrip()}
     firsts = set()
     for variant in variants:
         ids = tokenizer(variant, add_special_tokens=False)["input_ids"]
-        if ids:
+        if ids and tokenizer.decode(ids).strip() == variant.strip():
             firsts.add(int(ids[0]))
     return firsts
 
@@ -70,7 +75,17 @@ class LogitBias(LogitControlBase):
                     raise InvalidArgument("token ids are non-negative", received=key, fix="check the id")
                 vector[key] += value
             else:
-                for token in word_first_tokens(tokenizer, key):
+                tokens = word_first_tokens(tokenizer, key)
+                if (
+                    not tokens
+                ):  # the tokenizer cannot spell it: the bias would do nothing, or hit another token
+                    raise InvalidArgument(
+                        f"the biased word {key!r} has no tokens in this model's vocabulary "
+                        "(the tokenizer cannot spell it)",
+                        received=key,
+                        fix="use words this model's tokenizer can spell, or remove it",
+                    )
+                for token in tokens:
                     vector[token] += value
         self._vector = vector
         self._tokenizer_id = id(tokenizer)
@@ -105,13 +120,12 @@ def BagOfWords(words: Sequence[str], strength: float) -> LogitBias:
 
 def load_words(path: str) -> list[str]:
     """Words from a text file, one per line (blank lines and `#` comments skipped)."""
-    from pathlib import Path
-
-    file = Path(path)
-    if not file.is_file():
-        raise InvalidArgument(f"the word list {path} does not exist", received=path, fix="check the path")
-    words = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
-    words = [w for w in words if w and not w.startswith("#")]
+    lines = [line.strip() for line in read_text(path, what="word list").splitlines()]
+    words = [w for w in lines if w and not w.startswith("#")]
     if not words:
-        raise InvalidArgument(f"the word list {path} is empty", received=path, fix="put one word per line")
+        raise InvalidArgument(
+            f"the word list {path} has no words ({len(lines)} lines, all blank or # comments)",
+            received=path,
+            fix="put one word per line",
+        )
     return words

@@ -7,7 +7,8 @@ row without moving it, and read `stats` for counts and timings.
 
 Per step: the model's logits → float32 log-softmax (the base books) → `observe_state`, then the logit
 controls in order → log-softmax again (`logq`) → one uniform per row from that row's own
-`torch.Generator` → inverse-CDF draw (`steering.decode.draw`). After each sampled token every control
+`torch.Generator` → inverse-CDF draw (`steering.decode.draw`). Each control learns a row's budget
+(`set_budget`) when the row starts. After each sampled token every control
 `consume`s it; constraints (`decides_completion`) say whether the row is complete, and every control
 may refuse an ending (`accepts`). Hooks are called directly: the contract is in `steering.controls.base`.
 """
@@ -66,6 +67,8 @@ class BatchDecoder:
         prefill = self._prefill(rows)
         for control in self.controls:
             control.start(tokenizer=model.tokenizer, prompt_width=prefill["width"], batch_size=len(rows))
+            for i, row in enumerate(rows):
+                control.set_budget(i, budget=row.budget or None)
         self.finishers = [c for c in self.controls if c.decides_completion]
         self.sequences, self.mask = prefill["sequences"], prefill["mask"]
         self.cache, self.logits = prefill["cache"], prefill["logits"]
@@ -281,6 +284,7 @@ class BatchDecoder:
             self.rows[slot] = row
             for control in self.controls:
                 control.restart_row(slot, prompt_ids=row.context_ids)
+                control.set_budget(slot, budget=row.budget or None)
 
     def select(self, indices: list[int], generators: list[torch.Generator]) -> None:
         """Re-form the batch: row j becomes a copy of row indices[j], drawing from generators[j]."""

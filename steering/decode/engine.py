@@ -29,11 +29,12 @@ import torch
 
 from steering.controls.base import ContextControl, LogitControl, describe, split_controls
 from steering.decode.decoder import BatchDecoder
+from steering.decode.handoff import OnSample, SampleHandoff
 from steering.decode.rows import DecodeRow
 from steering.decode.samples import Sample, Samples
 from steering.decode.sampling import row_seed
 from steering.decode.stats import DecodeStats
-from steering.errors import InvalidArgument
+from steering.errors import InvalidArgument, check_seed
 from steering.models.language_model import LanguageModel
 
 Progress = Callable[[int], None]
@@ -51,6 +52,7 @@ def generate(
     batch_size: int = 8,
     progress: Progress | None = None,
     score_base: bool = True,
+    on_sample: OnSample | None = None,
 ) -> Samples:
     """Sample continuations of `prompts` under `controls`, with per-token log q and log p_base.
 
@@ -69,11 +71,23 @@ def generate(
             teacher-forced pass of the plain model on the raw prompt after generation (about 20% extra
             at batch 8 on a CPU). False skips it for throughput-only use: `logp_base` is then NaN and so
             are `kl` and `log_weight` — unknown, never made up. Logit controls never need it.
+        on_sample: called with each `Sample` once it and every sample before it (in the returned
+            prompt-major order) are complete — while decoding when only logit controls are used;
+            after decoding, `batch_size` rows at a time, when the base rescoring pass is needed. On
+            Ctrl-C (KeyboardInterrupt) the samples already complete are passed to it, in the same
+            order, before the interrupt goes on: a caller that writes them loses no finished sample.
+            Each call runs with Ctrl-C held back until it returns.
 
     Returns:
         `Samples`, prompt-major (prompt 0's n samples first), with the decoder's counts and timings
         in `Samples.stats`.
+
+    Raises:
+        InvalidArgument: `model` is not a `LanguageModel`, `seed` is not an integer in [0, 2**63),
+            `controls` is not a list of control instances, or a prompt, budget or stop is invalid.
     """
+    _check_model(model)
+    seed = check_seed(seed)
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
     budgets = _budgets(max_new_tokens, len(prompt_list))
     _validate(prompt_list, n=n, max_new_tokens=max(budgets, default=1), batch_size=batch_size, stop=stop)
@@ -103,43 +117,85 @@ def generate(
     # Decode similar lengths together (less padding); results keep the prompt-major order.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i].context_ids))
     stats = DecodeStats()
-    with ExitStack() as stack:
-        for control in model_controls:
-            stack.enter_context(control.attached(model))
-        began = time.perf_counter()
-        _decode_rows(
-            model,
-            [rows[i] for i in order],
-            controls=logit_controls,
-            stops=stops,
-            batch_size=batch_size,
-            progress=progress,
-            stats=stats,
-        )
-        stats.decode_s += time.perf_counter() - began
-    # The forward pass saw a changed input or a changed model: rescore with the plain model on the raw prompt.
+    # The forward pass sees a changed input or a changed model: rescore with the plain model on the raw prompt.
     rescored = bool(context_controls) or bool(model_controls)
+
+    def build(done: list[DecodeRow]) -> list[Sample]:
+        return _samples(model, done, prompt_list, contexts, rescored=rescored, score_base=score_base)
+
+    handoff = SampleHandoff(rows, build=build, on_sample=on_sample, during_decoding=not rescored)
+    try:
+        with ExitStack() as stack:
+            for control in model_controls:
+                stack.enter_context(control.attached(model))
+            began = time.perf_counter()
+            _decode_rows(
+                model,
+                [rows[i] for i in order],
+                controls=logit_controls,
+                stops=stops,
+                batch_size=batch_size,
+                progress=progress,
+                stats=stats,
+                ended=handoff.ended,
+            )
+            stats.decode_s += time.perf_counter() - began
+    except KeyboardInterrupt:
+        handoff.interrupted()  # model controls are detached by now: the rescoring pass is the plain model's
+        raise
+    items = handoff.finished(chunk=batch_size)
+    return Samples(items=items, model_name=model.name, controls=[describe(c) for c in controls], stats=stats)
+
+
+def _samples(
+    model: LanguageModel,
+    rows: list[DecodeRow],
+    prompts: list[str],
+    contexts: list[str],
+    *,
+    rescored: bool,
+    score_base: bool,
+) -> list[Sample]:
+    """The `Sample` of each ended row, its base books read from the decode or rescored on the raw prompt."""
     if rescored and score_base:
-        raw_ids = [model.encode(p) for p in prompt_list]
+        raw_ids = {j: model.encode(prompts[j]) for j in sorted({r.prompt_index for r in rows})}
         base = model.logprobs([raw_ids[r.prompt_index] for r in rows], [r.tokens for r in rows])
     elif rescored:
         base = [torch.full((len(r.tokens),), float("nan")) for r in rows]
-    items = []
-    for i, row in enumerate(rows):
-        items.append(
-            Sample(
-                prompt=prompt_list[row.prompt_index],
-                prompt_index=row.prompt_index,
-                context=contexts[row.prompt_index],
-                text=row.text,
-                token_ids=row.tokens,
-                logq=torch.tensor(row.logq, dtype=torch.float32),
-                logp_base=base[i] if rescored else torch.tensor(row.logp, dtype=torch.float32),
-                stop_reason=row.stop_reason or "length",
-                step_kl=None if rescored else torch.tensor(row.kl_steps, dtype=torch.float32),
-            )
+    else:
+        base = [torch.tensor(r.logp, dtype=torch.float32) for r in rows]
+    return [
+        Sample(
+            prompt=prompts[row.prompt_index],
+            prompt_index=row.prompt_index,
+            context=contexts[row.prompt_index],
+            text=row.text,
+            token_ids=row.tokens,
+            logq=torch.tensor(row.logq, dtype=torch.float32),
+            logp_base=base[i],
+            stop_reason=row.stop_reason or "length",
+            step_kl=None if rescored else torch.tensor(row.kl_steps, dtype=torch.float32),
+            sample_index=row.sample_index,
         )
-    return Samples(items=items, model_name=model.name, controls=[describe(c) for c in controls], stats=stats)
+        for i, row in enumerate(rows)
+    ]
+
+
+def _check_model(model: object) -> None:
+    """Refuse anything but a loaded `LanguageModel` (a name is not loaded behind the caller's back)."""
+    if isinstance(model, LanguageModel):
+        return
+    if isinstance(model, str):
+        raise InvalidArgument(
+            "generate takes a loaded model, not a model name",
+            received=repr(model),
+            fix=f"load it once and pass it: model = load_model({model!r}); generate(model, …)",
+        )
+    raise InvalidArgument(
+        "generate takes a model from load_model",
+        received=type(model).__name__,
+        fix='pass load_model("gemma-270m") (or another name from `steer models`)',
+    )
 
 
 def _budgets(max_new_tokens: int | Sequence[int], prompts: int) -> list[int]:
@@ -218,8 +274,12 @@ def _decode_rows(
     batch_size: int,
     progress: Progress | None,
     stats: DecodeStats,
+    ended: Callable[[list[DecodeRow]], None],
 ) -> None:
     """Decode every row, `batch_size` at a time, refilling a slot as soon as its row ends.
+
+    `ended` is called with the batch's rows after each completed step (and after a batch's last one),
+    so a row it sees ended is recorded in full.
 
     With refilling (continuous batching) a short row does not hold its slot idle until the longest
     row of its batch ends. It needs a cache layout `splice` understands and controls that can restart
@@ -236,6 +296,7 @@ def _decode_rows(
             decoder.sample()
             if progress is not None:
                 progress(_slots_advanced(decoder.rows, before))
+            ended(decoder.rows)
             idle = [i for i, r in enumerate(decoder.rows) if r.stop_reason is not None]
             if decoder.live:
                 decoder.advance()
@@ -244,6 +305,7 @@ def _decode_rows(
             elif not decoder.live:
                 break
         decoder.finish()
+        ended(decoder.rows)
 
 
 def _slots_advanced(rows: list[DecodeRow], before: list[int]) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from steering.decode.stats import DecodeStats
+from steering.errors import check_seed
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Sample:
             "unfinished" (a constraint could not complete within max_new_tokens: not a valid sample).
         step_kl: (T,) exact KL(q_t ‖ p_t) over the vocabulary at each step, when the base and the
             sampled distribution share the context (no context controls); else None.
+        sample_index: index of this sample among its prompt's samples (0 … n − 1).
     """
 
     prompt: str
@@ -37,6 +39,7 @@ class Sample:
     logp_base: torch.Tensor
     stop_reason: str
     step_kl: torch.Tensor | None = None
+    sample_index: int = 0
 
     @property
     def kl(self) -> float:
@@ -57,6 +60,7 @@ class Sample:
         return {
             "prompt": self.prompt,
             "prompt_index": self.prompt_index,
+            "sample_index": self.sample_index,
             "context": self.context,
             "text": self.text,
             "tokens": self.token_ids,
@@ -100,6 +104,12 @@ class Samples:
         return [s.stop_reason for s in self.items]
 
     @property
+    def unfinished(self) -> list[int]:
+        """Indices of the samples whose constraint had not finished when their budget ran out: their
+        text is cut, not a valid output (`steer generate` names them and exits 3)."""
+        return [i for i, s in enumerate(self.items) if s.stop_reason == "unfinished"]
+
+    @property
     def kl(self) -> torch.Tensor:
         """(N,) per-sample Σ(log q − log p_base)."""
         return torch.tensor([s.kl for s in self.items], dtype=torch.float64)
@@ -119,7 +129,7 @@ class Samples:
         (asymptotically) distributed as p(x | constraint) instead of the locally renormalised q.
         "unfinished" samples get weight 0. Returns `k` samples per prompt (default: as many as given).
         """
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(check_seed(seed))
         by_prompt: dict[int, list[Sample]] = {}
         for item in self.items:
             by_prompt.setdefault(item.prompt_index, []).append(item)

@@ -15,6 +15,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from steering.errors import InvalidArgument
 from steering.eval.plots import Point, bar_chart_svg, curve_svg, line_chart_svg, xy_chart_svg
 from steering.paths import atomic_write_text
 
@@ -107,6 +108,24 @@ def write_report(
         sections: the finished sections, in order.
         pending: titles of sections still running: named in a note at the top and shown as placeholders
             after the finished ones; while any are pending the page reloads itself every 30 s.
+
+    Raises:
+        InvalidArgument: `path` is a directory or cannot be written (nothing is left behind).
     """
-    atomic_write_text(path, render_report(title=title, meta=meta, sections=sections, pending=pending))
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgument(
+            f"the report's path {path} is a directory",
+            received=str(path),
+            fix=f"write to {path / 'report.html'}",
+        )
+    text = render_report(title=title, meta=meta, sections=sections, pending=pending)
+    try:
+        atomic_write_text(path, text)
+    except OSError as error:
+        raise InvalidArgument(
+            f"could not write the report {path} ({error.strerror or error})",
+            received=str(path),
+            fix="choose a path in a writable folder (--out)",
+        ) from None
     return path

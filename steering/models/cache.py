@@ -97,8 +97,10 @@ def convert_gguf(gguf_path: Path, target: Path, *, source_sha256: str, name: str
     check_gguf(gguf_path)
     folder, filename = gguf_path.parent, gguf_path.name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        module = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename, local_files_only=True)
+        module = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=filename, dtype=torch.float32, local_files_only=True
+        )
     except Exception as error:  # transformers raises many types for a bad file
         raise ModelLoadError(
             f"transformers could not read the GGUF file {gguf_path}",

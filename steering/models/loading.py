@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,24 @@ from steering.models.cache import cache_is_valid, check_gguf, convert_gguf, sha2
 from steering.models.language_model import LanguageModel
 from steering.models.registry import REGISTRY, RegistryEntry
 from steering.models.tiny import tiny_random_model
-from steering.paths import steering_home
+from steering.paths import steering_home, unfinished_run_note
 
-# The library never reaches a model hub: weights come from packages or local files.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+def force_offline() -> None:
+    """The library never reaches a model hub: weights come from packages or local files.
+
+    Forced, not defaulted: HF_HUB_OFFLINE=0 in the environment must not let a load of ours go online.
+    huggingface_hub reads the variable once, when it is imported, so when it was imported before us its
+    setting is turned on too; and every `from_pretrained` of ours passes `local_files_only=True`.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
+
+
+force_offline()
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +44,18 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        hint = did_you_mean(dtype, DTYPES) if isinstance(dtype, str) else ""
         raise InvalidArgument(
             "unknown dtype",
-            received=dtype,
-            fix=f"use one of {', '.join(DTYPES)}" + did_you_mean(dtype, DTYPES),
+            received=repr(dtype),
+            fix=f"use one of {', '.join(DTYPES)}" + hint,
         )
     return DTYPES[dtype]
 
 
 def load_model(
-    name_or_path: str,
+    name_or_path: str | os.PathLike[str],
     *,
     dtype: str | torch.dtype = "bfloat16",
     device: str = "cpu",
@@ -57,7 +72,21 @@ def load_model(
 
     The first load of a GGUF converts it to a cached safetensors copy (tens of seconds); later loads
     read the cache (seconds). A partial or corrupt cache is rebuilt.
+
+    Raises:
+        InvalidArgument: `name_or_path` is not a string or path, or `dtype` is unknown.
+        ModelNotFound: no such registry name or path.
     """
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise InvalidArgument(
+            "load_model takes a model name or path",
+            received=repr(name_or_path),
+            fix="pass a registry name (" + ", ".join(REGISTRY) + "; `steer models` lists them), a .gguf "
+            "file or a Hugging Face model directory",
+        )
+    force_offline()
     torch_dtype = resolve_dtype(dtype)
     home = home or steering_home()
     if name_or_path in ("tiny-random", "tiny-letters"):
@@ -78,6 +107,9 @@ def load_model(
                 received=str(path),
                 fix="point at a directory made by `save_pretrained`, a .gguf file, or a registry name",
             )
+        note = unfinished_run_note(path)  # RUN/model of a full fine-tuning run that did not finish
+        if note:
+            log.warning(note)
         return _load_folder(path, name=str(path), dtype=torch_dtype, device=device)
     looks_like_path = os.sep in name_or_path or name_or_path.endswith(".gguf") or name_or_path.startswith(".")
     if looks_like_path:
@@ -135,8 +167,10 @@ def _load_folder(folder: Path, *, name: str, dtype: torch.dtype, device: str) ->
     hf_logging.disable_progress_bar()
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        module: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        module: Any = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, trust_remote_code=False, local_files_only=True
+        )
     except Exception as error:
         raise ModelLoadError(
             f"could not load the model in {folder}",

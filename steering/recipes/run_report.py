@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from steering.errors import InvalidArgument
+from steering.errors import InputFormatError, InvalidArgument
 from steering.eval.report import Section, curve_svg, table_html, write_report
+from steering.paths import read_run_status
 from steering.train import RunDir
 
 # Metrics drawn together on one chart, when the run logged them.
@@ -31,9 +32,21 @@ def run_report(run: str | Path, out: str | Path | None = None) -> Path:
             fix="point at a run directory written by `steer train …`",
         )
     config_path = directory.path / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputFormatError(
+            f"{config_path} is not valid JSON ({error})",
+            received=str(config_path),
+            fix="restore it from the run, or delete it to report the metrics alone",
+        ) from None
+    if not isinstance(config, dict):
+        config = {}
     steps = [float(r.get("step", i + 1)) for i, r in enumerate(records)]
     sections = []
+    unfinished = unfinished_note(directory.path, records)
+    if unfinished:
+        sections.append(Section("unfinished run", unfinished, ""))
     for title, keys in CHARTS:
         present = [k for k in keys if any(k in r for r in records)]
         if present:
@@ -49,10 +62,36 @@ def run_report(run: str | Path, out: str | Path | None = None) -> Path:
             "config", "the resolved config of the run", table_html(["key", "value"], sorted(config.items()))
         )
     )
-    meta = f"{directory.path} · {len(records)} steps logged · method {config.get('out', '')}"
+    state = f"unfinished at step {last_step(records)}" if unfinished else "finished"
+    meta = f"{directory.path} · {len(records)} steps logged · {state}"
     return write_report(
         Path(out) if out else directory.path / "report.html",
         title="training run",
         meta=meta,
         sections=sections,
+    )
+
+
+def last_step(records: list[dict]) -> int:
+    """The last optimizer step that metrics.jsonl recorded."""
+    steps = [r["step"] for r in records if isinstance(r.get("step"), int)]
+    return max(steps, default=0)
+
+
+def unfinished_note(run: Path, records: list[dict]) -> str | None:
+    """What the page says about a run whose status.json is not "finished" (None for a finished run).
+
+    A run without status.json (written before runs had one) counts as finished.
+    """
+    status = read_run_status(run)
+    if status is None or status.get("status") == "finished":
+        return None
+    how = {
+        "running": "it is still training, or it was killed",
+        "interrupted": "it was interrupted (Ctrl-C)",
+        "failed": f"it failed ({status.get('error', 'an error')})",
+    }.get(str(status.get("status")), f"its status is {status.get('status')!r}")
+    return (
+        f"This run is unfinished at step {last_step(records)}: {how}. The curves stop there; "
+        "finish it with the same `steer train …` command and --resume."
     )

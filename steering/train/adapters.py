@@ -52,7 +52,14 @@ def add_lora(
         raise InvalidArgument(
             f"the model already has an adapter named {name!r}", received=name, fix="use another name"
         )
-    module.add_adapter(config, adapter_name=name)
+    try:
+        module.add_adapter(config, adapter_name=name)
+    except ValueError as error:  # peft: no layer matches target_modules
+        raise InvalidArgument(
+            f"LoRA cannot be added to {model.name}: {str(error)[:300]}",
+            received=f"target_modules={target_modules!r}",
+            fix='use target_modules="all-linear", or names of linear layers such as ["q_proj", "v_proj"]',
+        ) from None
     module.set_adapter(name)
     module.enable_adapters()
     params = [p for n, p in module.named_parameters() if f".{name}." in n and "lora_" in n]

@@ -6,94 +6,37 @@ rest the same way for all of them: the method's trained weights (a LoRA adapter 
 default), AdamW, linear warm-up then cosine, the data order of each epoch a permutation that depends
 only on (seed, epoch), a checkpoint every `save_every` steps and at the end (weights + optimizer +
 scheduler + RNG states, atomic), exact resume, early stopping on the eval loss with the best weights
-kept, Ctrl-C saves, and the model handed back as it came (adapter removed).
+kept, Ctrl-C that ends the step in progress then saves (a second one drops the step; either way the
+resume is exact), and the model handed back as it came (adapter removed). The shared config fields
+are `config.TrainConfig`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
 from steering.paths import atomic_dir
+from steering.train.checkpoint import rng_state, set_rng_state
+from steering.train.config import TrainConfig
 from steering.train.data import split
 from steering.train.losses import warmup_cosine
 from steering.train.method import TrainedWeights, TrainingMethod
-from steering.train.run import REPORT_TO, RunDir
+from steering.train.run import RunDir
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict[str, Any]], None]
-
-
-@dataclass
-class TrainConfig:
-    """Fields every method shares; a method's config adds its own."""
-
-    data: str = ""
-    model: str = "gemma-270m"
-    out: str = "runs/run"
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    epochs: int = 2
-    max_steps: int = 0  # 0: the epochs decide
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 256
-    eval_fraction: float = 0.1
-    eval_every: int = 20
-    patience: int = 3
-    save_every: int = 50
-    keep_checkpoints: int = 2
-    seed: int = 0
-    dtype: str = "float32"
-    full: bool = False  # SFT: train every weight (a model directory) instead of a LoRA adapter
-    report_to: str = "none"  # or "tensorboard": event files in RUN/tensorboard (TRL's report_to)
-
-    def __post_init__(self) -> None:
-        if not self.data:
-            raise InvalidArgument(
-                "training needs data: a JSONL file", received="data=''", fix="set data=FILE"
-            )
-        positive = (
-            "learning_rate",
-            "epochs",
-            "batch_size",
-            "grad_accum",
-            "max_length",
-            "save_every",
-            "eval_every",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise InvalidArgument(
-                    f"{name} must be positive", received=value, fix=f"set {name} to a positive number"
-                )
-        for name in ("max_steps", "warmup_steps", "patience", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise InvalidArgument(
-                    f"{name} must be ≥ 0", received=getattr(self, name), fix=f"set {name}=0 or more"
-                )
-        if self.keep_checkpoints < 1:
-            raise InvalidArgument("keep_checkpoints must be ≥ 1", received=self.keep_checkpoints, fix="use 2")
-        if self.report_to not in REPORT_TO:
-            raise InvalidArgument(
-                f"unknown report_to {self.report_to!r} (where metrics go besides metrics.jsonl; "
-                f"allowed: {', '.join(REPORT_TO)})",
-                received=self.report_to,
-                fix="set report_to=none or report_to=tensorboard",
-            )
 
 
 @dataclass
@@ -130,6 +73,12 @@ class Trainer:
     steps_per_epoch: int
     step: int = 0  # optimizer steps done
     state: dict[str, Any] = field(default_factory=lambda: {"best_eval": None, "bad_evals": 0})
+    # Where a Ctrl-C can land: "compute" (inside a step, before the optimizer moved: the step is
+    # dropped, the RNG put back as it was when the step began), "commit" (the update is being applied
+    # and logged: nothing can be saved exactly), "boundary" (between steps: the state is whole).
+    phase: str = "boundary"
+    step_rng: dict[str, Any] = field(default_factory=dict)  # the RNG states when this step began
+    stop_requested: bool = False  # a first Ctrl-C: stop at the end of the step
 
     @property
     def final(self) -> Path:
@@ -143,10 +92,35 @@ class Trainer:
             self.method.save_extra(tmp)
 
     def save(self) -> None:
+        """A checkpoint of the current step (none written when it exists: it holds this same state)."""
+        if (self.run.checkpoints / f"step-{self.step:06d}" / "state.json").is_file():
+            return
         self.run.save_checkpoint(
             self.step, write_adapter=self.write_weights, optimizer=self.optimizer,
             scheduler=self.scheduler, state=self.state, keep=self.config.keep_checkpoints,
         )  # fmt: skip
+
+    def save_after_interrupt(self) -> str:
+        """Save what Ctrl-C left, exactly (see `phase`); returns what to tell the user."""
+        if self.phase == "compute":  # the step is dropped: the weights and optimizer have not moved
+            set_rng_state(self.step_rng)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.phase = "boundary"
+        if self.phase == "boundary":
+            self.save()
+            self.run.set_status("interrupted", step=self.step)
+            return (
+                f"interrupted at step {self.step}; checkpoint saved in {self.run.checkpoints}. "
+                "Resume with the same command and --resume."
+            )
+        latest = self.run.latest_checkpoint()
+        self.run.set_status("interrupted", step=int(latest.name.split("-")[1]) if latest else 0)
+        where = (
+            f"the last checkpoint ({latest}) is intact: resume from it with the same command and --resume"
+            if latest is not None
+            else "there is no checkpoint yet: start the run again without --resume"
+        )
+        return f"interrupted while step {self.step} was being applied; nothing was saved for it, {where}."
 
     def restore(self, checkpoint: Path) -> None:
         """Weights, extra files, optimizer, scheduler, RNG states and trainer state of a checkpoint."""
@@ -161,10 +135,13 @@ class Trainer:
         `epoch` (fractional: epochs done after this step) goes into the step's record.
         """
         started = time.perf_counter()
+        self.step_rng = rng_state()
+        self.phase = "compute"
         self.optimizer.zero_grad(set_to_none=True)
         record = self.method.backward(self.model, rows, self.config, step=self.step)
         record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, 1.0))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.phase = "commit"
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
@@ -199,39 +176,38 @@ def run_training(
     progress: Progress | None = None,
     stop_after: int | None = None,
 ) -> TrainResult:
-    """Train `method`'s weights; see the module docstring. `stop_after` ends after that step (resume tests)."""
+    """Train `method`'s weights; see the module docstring. `stop_after` ends after that step (resume tests).
+
+    Nothing is written until the data, the model and the checkpoint to resume from have loaded; a fresh
+    run that fails before its first step leaves no directory behind.
+    """
+    run = RunDir(config.out, report_to=config.report_to)
+    checkpoint = run.prepare(config, resume=resume)
     weights = method.weights(config)
     train_examples, eval_examples = split(method.load(config), config.eval_fraction, config.seed)
-    run = RunDir(config.out, report_to=config.report_to)
-    checkpoint = run.start(config, resume=resume)
     model = model or load_model(config.model, dtype=config.dtype)
     train_rows = method.encode(model, train_examples, config)
     eval_rows = method.encode(model, eval_examples, config) if eval_examples else []
 
     torch.manual_seed(config.seed)
-    params = [*weights.make_parameters(model, config), *method.setup(model, config)]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum))
-    total = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total = min(total, config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, warmup=config.warmup_steps, total=total)
-    )
-    trainer = Trainer(
-        config, method, weights, model, run, params, optimizer, scheduler, total, steps_per_epoch
-    )
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
-    model.module.train()
     try:
-        stopped = _loop(trainer, train_rows, eval_rows, progress=progress, stop_after=stop_after)
-    except KeyboardInterrupt:
-        trainer.save()
-        raise TrainingInterrupted(
-            f"interrupted at step {trainer.step}; checkpoint saved in {run.checkpoints}. "
-            f"Resume with the same command and --resume."
-        ) from None
+        params = [*weights.make_parameters(model, config), *method.setup(model, config)]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum))
+        total = config.epochs * steps_per_epoch
+        if config.max_steps:
+            total = min(total, config.max_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, warmup=config.warmup_steps, total=total)
+        )
+        trainer = Trainer(
+            config, method, weights, model, run, params, optimizer, scheduler, total, steps_per_epoch
+        )
+        if checkpoint is not None:
+            trainer.restore(checkpoint)
+        run.begin(config, checkpoint)
+        model.module.train()
+        stopped = _train(trainer, train_rows, eval_rows, progress=progress, stop_after=stop_after)
     finally:
         # The model is the base again: use the saved adapter with `Adapter(result.adapter)`.
         model.module.eval()
@@ -239,7 +215,67 @@ def run_training(
         run.close()
     if config.max_steps and trainer.step >= config.max_steps and stopped == "done":
         stopped = "max_steps"
+    # `stop_after` (tests of resume) leaves a run to be resumed, as Ctrl-C does.
+    run.set_status("interrupted" if stopped == "stopped" else "finished", step=trainer.step, stopped=stopped)
     return TrainResult(run.path, trainer.final, trainer.step, stopped, run.metrics())
+
+
+def _train(
+    trainer: Trainer,
+    train_rows: list[Any],
+    eval_rows: list[Any],
+    *,
+    progress: Progress | None,
+    stop_after: int | None,
+) -> str:
+    """`_loop` with Ctrl-C saving exactly, a failed run marked (or, before its first step, removed)."""
+    run, first = trainer.run, trainer.step
+    try:
+        with _ctrl_c_ends_the_step(trainer):
+            return _loop(trainer, train_rows, eval_rows, progress=progress, stop_after=stop_after)
+    except KeyboardInterrupt:
+        if first == 0 and trainer.step == 0 and run.latest_checkpoint() is None:
+            run.discard()
+            message = "interrupted before the first step ended; nothing was saved (start the run again)."
+        else:
+            message = trainer.save_after_interrupt()
+        raise TrainingInterrupted(message) from None
+    except Exception as error:
+        if first == 0 and trainer.step == 0 and run.latest_checkpoint() is None:
+            run.discard()
+        else:
+            run.set_status("failed", step=trainer.step, error=f"{type(error).__name__}: {error}"[:500])
+        raise
+
+
+@contextmanager
+def _ctrl_c_ends_the_step(trainer: Trainer) -> Iterator[None]:
+    """A first Ctrl-C lets the step in progress finish, then saves and stops; a second stops at once.
+
+    Only in the main thread, and only where Python's own Ctrl-C handler is in place (a caller's own
+    handler is left alone); elsewhere a KeyboardInterrupt is handled by `Trainer.save_after_interrupt`.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        log.warning(
+            "Ctrl-C: finishing step %d, then saving a checkpoint (Ctrl-C again stops at once)",
+            trainer.step + 1,
+        )
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _loop(
@@ -264,10 +300,13 @@ def _loop(
         if eval_rows and (step % config.eval_every == 0 or step == trainer.total):
             record.update(trainer.evaluate(eval_rows))
         trainer.run.log(record)
+        trainer.phase = "boundary"
         if progress is not None:
             progress(step, trainer.total, record)
         if step % config.save_every == 0 or step == trainer.total:
             trainer.save()
+        if trainer.stop_requested and step < trainer.total:
+            raise KeyboardInterrupt
         if eval_rows and config.patience and trainer.state["bad_evals"] >= config.patience:
             trainer.save()
             return "early stop"

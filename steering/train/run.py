@@ -1,43 +1,57 @@
-"""A training run's directory: resolved config, metrics, checkpoints, the final adapter; exact resume.
+"""A training run's directory: resolved config, status, metrics, checkpoints, the final adapter; exact resume.
 
     RUN/
       config.json              the resolved config (every field, after overrides)
+      status.json              running → finished | interrupted | failed (a killed run stays "running")
       metrics.jsonl            one line per optimizer step (loss, lr, tokens/s, …) and per evaluation
-      checkpoints/step-000040/ adapter + optimizer + scheduler + RNG states + trainer state
+      checkpoints/step-000040/ adapter + trainer.safetensors/trainer.json (optimizer, scheduler and RNG
+                               states: no pickle, see checkpoint.py) + state.json (step, best eval)
       adapter/                 the final (or best) adapter, peft format, loadable with --adapter RUN/adapter
       tensorboard/             with report_to = "tensorboard": event files of every metrics.jsonl scalar
 
 Every write is atomic (temporary sibling + rename), so an interrupted save leaves the previous
-checkpoint intact. Resuming reads the newest checkpoint, refuses a config that changed a field that
-cannot change mid-run (listing them), truncates metrics written after that checkpoint, and restores
-the RNG states, so the resumed run computes what the uninterrupted one would have. TensorBoard event
-files (`report_to = "tensorboard"`) get the same scalars as metrics.jsonl; a resumed run purges the
-events written after its checkpoint, as it truncates metrics.jsonl.
+checkpoint intact; the temporary files a kill leaves behind are removed when the run starts again.
+A run is checked (`prepare`) before anything is written, so one refused or failing before its first
+step leaves no directory behind. Resuming reads the newest checkpoint, refuses a config that changed
+a field that cannot change mid-run (listing them), truncates metrics written after that checkpoint
+(a last line cut by a kill is skipped with a warning), and restores the RNG states, so the resumed
+run computes what the uninterrupted one would have. TensorBoard event files (`report_to =
+"tensorboard"`) get the same scalars as metrics.jsonl; a resumed run purges the events written after
+its checkpoint, as it truncates metrics.jsonl. `status.json` lets `steer report` and the loaders of
+trained weights say when a run did not finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-import random
+import re
 import shutil
+import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from steering.errors import InvalidArgument, did_you_mean
-from steering.paths import atomic_dir, atomic_write_text
+from steering.errors import InputFormatError, InvalidArgument, did_you_mean
+from steering.paths import RUN_STATUS, atomic_dir, atomic_write_text, read_run_status
+from steering.train.checkpoint import STATE, read_trainer_state, rng_state, set_rng_state, write_trainer_state
+from steering.train.tensorboard import TensorBoardLog
+
+log = logging.getLogger(__name__)
 
 # Fields that may change when a run is resumed (they do not change what was computed so far).
 RESUMABLE = {
     "epochs", "max_steps", "save_every", "eval_every", "keep_checkpoints", "patience", "out", "report_to",
 }  # fmt: skip
 REPORT_TO = ("none", "tensorboard")  # where metrics go besides metrics.jsonl (TRL's `report_to`)
+CHECKPOINT = re.compile(r"step-\d{6,}")
+LEFTOVER = re.compile(r"\..+\.(tmp|old)-.+")  # what atomic_dir / atomic_write_text leave when killed
 
 
 def read_config(cls: type, path: str | Path | None, overrides: Sequence[str] = ()) -> Any:
@@ -85,47 +99,117 @@ def read_config(cls: type, path: str | Path | None, overrides: Sequence[str] = (
 
 
 class RunDir:
-    """The files of one run; `start` makes a new one or resumes the newest checkpoint."""
+    """The files of one run: `prepare` checks (writing nothing), `begin` writes; see the module docstring."""
 
     def __init__(self, path: str | Path, *, report_to: str = "none") -> None:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.jsonl"
         self.tensorboard = TensorBoardLog(self.path / "tensorboard") if report_to == "tensorboard" else None
+        self.kept: list[dict[str, Any]] = []  # the metrics a resumed run keeps (read by `prepare`)
+        self.begun = False
 
-    def start(self, config: Any, *, resume: bool) -> Path | None:
-        """Write the config; returns the checkpoint to resume from (None for a fresh run).
+    def prepare(self, config: Any, *, resume: bool) -> Path | None:
+        """Check the directory against the config and `resume`; returns the checkpoint to resume from.
 
-        A fresh run refuses a directory that already has checkpoints unless `resume` is set.
+        Nothing is written, so a run refused here (or failing while its model and data load) leaves
+        the directory as it was.
+
+        Raises:
+            InvalidArgument: `resume` without a checkpoint to resume from; a checkpoint without
+                `resume`; a changed config field that cannot change; an old-format checkpoint; a
+                damaged metrics.jsonl or config.json; `report_to = "tensorboard"` without the package.
         """
+        if self.path.exists() and not self.path.is_dir():
+            raise InvalidArgument(
+                f"the run directory {self.path} is a file",
+                received=str(self.path),
+                fix="set out= to a directory (it is made if missing), not to a file",
+            )
+        if resume and not self.path.is_dir():
+            raise InvalidArgument(
+                f"nothing to resume: the run directory {self.path} does not exist",
+                received=str(self.path),
+                fix="check out= (the directory of the run to continue), or drop --resume to start a new run",
+            )
         latest = self.latest_checkpoint()
-        if self.tensorboard is not None:  # a missing package is refused before anything is written
-            self.tensorboard.start(after=_step_of(latest) if latest is not None else None)
-        config_path = self.path / "config.json"
-        current = _jsonable(asdict(config))
+        if resume and latest is None:
+            status = read_run_status(self.path) or {}
+            raise InvalidArgument(
+                f"nothing to resume: {self.path} has no checkpoint"
+                + (f" (its run is {status['status']})" if "status" in status else ""),
+                received=str(self.path),
+                fix="drop --resume to start the run from the beginning (checkpoints are written every "
+                "save_every steps and on Ctrl-C)",
+            )
         if latest is not None and not resume:
             raise InvalidArgument(
                 f"{self.path} already holds a run (latest checkpoint {latest.name})",
                 received=str(self.path),
                 fix="pass --resume to continue it, or choose another out directory",
             )
-        if latest is not None and config_path.is_file():
-            saved = json.loads(config_path.read_text())
-            changed = sorted(
-                k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE
-            )
-            if changed:
-                raise InvalidArgument(
-                    "the config changed fields that cannot change when resuming: " + ", ".join(changed),
-                    received={k: (saved.get(k), current.get(k)) for k in changed},
-                    fix="resume with the original values, or start a new run in another directory",
-                )
-        atomic_write_text(config_path, json.dumps(current, indent=2) + "\n")
+        if self.tensorboard is not None:  # a missing package is refused before anything is written
+            self.tensorboard.check()
         if latest is not None:
-            self._truncate_metrics(_step_of(latest))
-        elif self.metrics_path.exists():
-            self.metrics_path.unlink()
+            check_readable(latest)
+            self._check_unchanged(config)
+            self.kept = [r for r in self.metrics() if int(r.get("step", 0)) <= _step_of(latest)]
         return latest
+
+    def begin(self, config: Any, checkpoint: Path | None) -> None:
+        """Write the config and the "running" status; keep the metrics up to `checkpoint` (all, fresh).
+
+        Temporary files and directories of writes that a kill cut short are removed first.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.remove_leftovers()
+        step = _step_of(checkpoint) if checkpoint is not None else 0
+        if self.tensorboard is not None:
+            self.tensorboard.start(after=step if checkpoint is not None else None)
+        atomic_write_text(self.path / "config.json", json.dumps(_jsonable(asdict(config)), indent=2) + "\n")
+        if checkpoint is not None:
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.kept))
+        else:
+            self.metrics_path.unlink(missing_ok=True)
+        self.set_status("running", step=step)
+        self.begun = True
+
+    def start(self, config: Any, *, resume: bool) -> Path | None:
+        """`prepare` then `begin`: returns the checkpoint to resume from (None for a fresh run)."""
+        checkpoint = self.prepare(config, resume=resume)
+        self.begin(config, checkpoint)
+        return checkpoint
+
+    def set_status(self, status: str, *, step: int, **extra: Any) -> None:
+        """RUN/status.json: running, finished, interrupted or failed, and the step (atomic)."""
+        record = {"status": status, "step": step, **extra}
+        atomic_write_text(self.path / RUN_STATUS, json.dumps(_jsonable(record), indent=2) + "\n")
+
+    def discard(self) -> None:
+        """Remove what `begin` wrote, for a fresh run that failed before its first step; other files stay."""
+        for name in ("config.json", RUN_STATUS, "metrics.jsonl"):
+            (self.path / name).unlink(missing_ok=True)
+        for name in ("tensorboard", "adapter", "model", "checkpoints"):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        self.remove_leftovers()
+        with contextlib.suppress(OSError):
+            self.path.rmdir()  # only when nothing of the user's is in it
+
+    def remove_leftovers(self) -> list[Path]:
+        """The `.NAME.tmp-*` / `.NAME.old-*` entries of atomic writes cut short by a kill, removed."""
+        found = [
+            entry
+            for folder in (self.path, self.checkpoints)
+            if folder.is_dir()
+            for entry in folder.iterdir()
+            if LEFTOVER.match(entry.name)
+        ]
+        for entry in found:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        return found
 
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoints.is_dir():
@@ -133,7 +217,7 @@ class RunDir:
         done = sorted(
             p
             for p in self.checkpoints.iterdir()
-            if p.name.startswith("step-") and (p / "state.json").is_file()
+            if CHECKPOINT.fullmatch(p.name) and (p / "state.json").is_file()
         )
         return done[-1] if done else None
 
@@ -153,13 +237,12 @@ class RunDir:
             self.tensorboard.close()
 
     def metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.is_file():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        """The records of metrics.jsonl; a cut last line (a kill while writing it) is skipped with a warning.
 
-    def _truncate_metrics(self, step: int) -> None:
-        kept = [r for r in self.metrics() if int(r.get("step", 0)) <= step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        Raises:
+            InputFormatError: a line before the last is not a JSON object (the file was damaged).
+        """
+        return read_metrics(self.metrics_path)
 
     def save_checkpoint(
         self,
@@ -170,95 +253,118 @@ class RunDir:
         scheduler: Any,
         state: Mapping[str, Any],
         keep: int,
+        rng: Mapping[str, Any] | None = None,
     ) -> Path:
-        """One checkpoint directory, written atomically; older ones beyond `keep` are removed."""
+        """One checkpoint directory, written atomically; older ones beyond `keep` are removed.
+
+        `rng`: the random generators' states to save (default: as they are now).
+        """
         target = self.checkpoints / f"step-{step:06d}"
         with atomic_dir(target) as tmp:
             write_adapter(tmp / "adapter")
-            torch.save(
-                {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(),
-                },
-                tmp / "trainer.pt",
-            )
+            trainer = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng if rng is not None else rng_state(),
+            }
+            write_trainer_state(tmp, trainer)
             (tmp / "state.json").write_text(json.dumps(_jsonable({"step": step, **state}), indent=2) + "\n")
-        done = sorted(p for p in self.checkpoints.iterdir() if p.name.startswith("step-"))
+        done = sorted(p for p in self.checkpoints.iterdir() if CHECKPOINT.fullmatch(p.name))
         for old in done[: max(0, len(done) - keep)]:
-            shutil.rmtree(old, ignore_errors=True)
+            # Out of sight in one rename, then deleted: a kill midway leaves a leftover, not half a checkpoint.
+            trash = Path(tempfile.mkdtemp(prefix=f".{old.name}.old-", dir=self.checkpoints))
+            os.replace(old, trash / "old")
+            shutil.rmtree(trash, ignore_errors=True)
+        self.set_status("running", step=step)
         return target
 
     @staticmethod
     def load_checkpoint(checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-        """Restore optimizer, scheduler and RNG states; returns the trainer state (step, …)."""
-        saved = torch.load(checkpoint / "trainer.pt", weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        return json.loads((checkpoint / "state.json").read_text())
-
-
-class TensorBoardLog:
-    """Every scalar of a metrics line as a TensorBoard event, at the line's `step`, offline.
-
-    Tags follow TRL's layout: `eval_loss` → `eval/loss`, every other key → `train/<key>`
-    (`train/loss`, `train/lr`, `train/reward`, …). Written with `torch.utils.tensorboard`.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.writer: Any = None
-        self.purge_step: int | None = None
-
-    def start(self, *, after: int | None) -> None:
-        """Refuse a missing `tensorboard` package before training; `after`: the resumed checkpoint's step.
+        """Restore optimizer, scheduler and RNG states; returns the trainer state (step, …).
 
         Raises:
-            InvalidArgument: the tensorboard package is not installed.
+            InvalidArgument: the checkpoint is of the old pickle format, or damaged.
         """
+        saved = read_trainer_state(checkpoint)
         try:
-            import tensorboard  # noqa: F401
-        except ImportError:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            set_rng_state(saved["rng"])
+            state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+            int(state["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise InvalidArgument(
-                'report_to = "tensorboard" needs the tensorboard package, which is not installed',
-                received="report_to=tensorboard",
-                fix="pip install tensorboard (or steering[tensorboard]), or set report_to=none",
+                f"the checkpoint {checkpoint} does not fit this run",
+                received=f"{type(error).__name__}: {error}",
+                fix=f"delete {checkpoint} to resume from the checkpoint before it, or start a new run",
             ) from None
-        if after is None:  # a fresh run: no events of an earlier one (as metrics.jsonl is removed)
-            shutil.rmtree(self.directory, ignore_errors=True)
-        self.purge_step = None if after is None else after + 1  # events past the checkpoint are dropped
+        return dict(state)
 
-    def log(self, record: Mapping[str, Any]) -> None:
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.directory), purge_step=self.purge_step)
-        step = int(record["step"])
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(scalar_tag(key), value, global_step=step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-
-def scalar_tag(key: str) -> str:
-    """The TensorBoard tag of a metrics key: `eval_loss` → `eval/loss`, `loss` → `train/loss`."""
-    return f"eval/{key.removeprefix('eval_')}" if key.startswith("eval_") else f"train/{key}"
-
-
-def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    def _check_unchanged(self, config: Any) -> None:
+        config_path = self.path / "config.json"
+        if not config_path.is_file():
+            return
+        try:
+            saved = json.loads(config_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputFormatError(
+                f"{config_path} is not valid JSON ({error})",
+                received=str(config_path),
+                fix="restore it, or delete it to resume with the config given now",
+            ) from None
+        current = _jsonable(asdict(config))
+        changed = sorted(
+            k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE
+        )
+        if changed:
+            raise InvalidArgument(
+                "the config changed fields that cannot change when resuming: " + ", ".join(changed),
+                received={k: (saved.get(k), current.get(k)) for k in changed},
+                fix="resume with the original values, or start a new run in another directory",
+            )
 
 
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; a cut last line is skipped with a warning (see `RunDir.metrics`)."""
+    if not path.is_file():
+        return []
+    numbered = [
+        (number, line)
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1)
+        if line.strip()
+    ]
+    records = []
+    for index, (number, line) in enumerate(numbered):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if index == len(numbered) - 1:
+                log.warning(
+                    "%s:%d: the last line is cut (the run was stopped while writing it); skipped",
+                    path,
+                    number,
+                )
+                break
+            raise InputFormatError(
+                f"line {number} of {path} is not a metrics record ({error.msg} at column {error.colno}); "
+                "only the last line can be cut by a kill, so this file was damaged or edited",
+                received=line[:120],
+                fix=f"repair or delete line {number} of {path}",
+            ) from None
+        if not isinstance(record, dict):
+            raise InputFormatError(
+                f"line {number} of {path} is not a metrics record (a JSON object)",
+                received=line[:120],
+                fix=f"repair or delete line {number} of {path}",
+            )
+        records.append(record)
+    return records
+
+
+def check_readable(checkpoint: Path) -> None:
+    """Refuse an old-format checkpoint (a pickle) before any model is loaded; see `checkpoint.py`."""
+    if not (checkpoint / STATE).is_file():
+        read_trainer_state(checkpoint)  # raises the message that fits (old format, or damaged)
 
 
 def _step_of(checkpoint: Path) -> int:

@@ -8,8 +8,12 @@ sees why generate-then-filter is not enough.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from steering.condition import (
     PromptRewardPoint,
@@ -103,6 +107,37 @@ def run_condition_section(
     seed: int = 0,
     runs_dir: Path,
 ) -> ConditionOutcome:
+    rows, stories = story_rows(model, particles=particles, max_new_tokens=max_new_tokens, seed=seed)
+    letters = load_model("tiny-letters", dtype="float32")
+    with one_thread():
+        exact_curve = prompt_as_reward(
+            letters, LETTERS_PROMPT, LETTERS_SPANS, STRENGTHS, max_new_tokens=LETTERS_TOKENS, exact=True
+        )
+    gemma_curve = prompt_as_reward(
+        model, PROMPT, GEMMA_SPANS, STRENGTHS, max_new_tokens=GEMMA_TOKENS, n=reward_samples, seed=seed
+    )
+    with one_thread():
+        trained_curve = train_prompt_as_reward(
+            letters,
+            LETTERS_PROMPT,
+            LETTERS_SPANS,
+            TRAINED_STRENGTHS,
+            out_dir=runs_dir,
+            max_new_tokens=LETTERS_TOKENS,
+            exact=True,
+            rl={**LETTERS_RL, "epochs": rl_epochs},
+            seed=seed,
+        )
+    return ConditionOutcome(
+        rows, stories, particles, max_new_tokens, exact_curve, gemma_curve, reward_samples, trained_curve
+    )
+
+
+def story_rows(
+    model: LanguageModel, *, particles: int, max_new_tokens: int, seed: int
+) -> tuple[list[list[object]], list[list[object]]]:
+    """SMC and rejection (same budget of model calls) on the story target: a summary row per sampler,
+    and the four highest-weight stories of SMC."""
     length = length_between(min(MIN_CHARACTERS, 4 * max_new_tokens), 10_000)
     target = Target(model, PROMPT, [ends_with(PHRASE), length], max_new_tokens=max_new_tokens)
     posterior = smc(target, n_particles=particles, seed=seed)
@@ -119,31 +154,24 @@ def run_condition_section(
                 result.log_evidence if result.found else None,
             ]
         )
-    stories = []
+    stories: list[list[object]] = []
     if posterior.found:
         order = posterior.weights.argsort(descending=True)[:4].tolist()
         stories = [[PROMPT + posterior.samples[i].text, float(posterior.weights[i])] for i in order]
-    letters = load_model("tiny-letters", dtype="float32")
-    exact_curve = prompt_as_reward(
-        letters, LETTERS_PROMPT, LETTERS_SPANS, STRENGTHS, max_new_tokens=LETTERS_TOKENS, exact=True
-    )
-    gemma_curve = prompt_as_reward(
-        model, PROMPT, GEMMA_SPANS, STRENGTHS, max_new_tokens=GEMMA_TOKENS, n=reward_samples, seed=seed
-    )
-    trained_curve = train_prompt_as_reward(
-        letters,
-        LETTERS_PROMPT,
-        LETTERS_SPANS,
-        TRAINED_STRENGTHS,
-        out_dir=runs_dir,
-        max_new_tokens=LETTERS_TOKENS,
-        exact=True,
-        rl={**LETTERS_RL, "epochs": rl_epochs},
-        seed=seed,
-    )
-    return ConditionOutcome(
-        rows, stories, particles, max_new_tokens, exact_curve, gemma_curve, reward_samples, trained_curve
-    )
+    return rows, stories
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the tiny model on one intra-op thread: its tensors are too small to split. On 2 quiet cores
+    one thread is as fast as two (150 RL steps: 13 s either way); with other work on the machine a
+    second thread waits at every op (10 steps: 1.5 s on one thread, 18 s on two). Same numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _strength(value: float) -> str:

@@ -79,6 +79,7 @@ POSITIVE_WORDS = [
     "enjoy",
 ]
 SAMPLES_PER_START = 4
+PPLM_SAMPLES_PER_START = 2  # its gradient steps cost about 10× per token (BENCHMARKS.md): half the samples
 # RL against the same reward, trained on openings of its own (none of STARTS): a point on the same table.
 RL_OPENINGS = [
     "Yesterday I went to the market and",
@@ -99,7 +100,7 @@ RL_OPENINGS = [
     "The report from the committee",
 ]
 RL_BETA, RL_STEPS = 0.1, 8
-RL_PROMPTS_PER_STEP, RL_SAMPLES_PER_PROMPT = 8, 4  # rollouts per step: their product
+RL_PROMPTS_PER_STEP, RL_SAMPLES_PER_PROMPT = 4, 4  # rollouts per step: their product
 PERSON_SCHEMA = {
     "type": "object",
     "properties": {
@@ -128,27 +129,46 @@ class SentimentRow:
     reward: float
     kl: float
     example: str
+    samples: int = 0
 
 
-def sentiment_settings(model: LanguageModel) -> list[tuple[str, str, list[object]]]:
+@dataclass(frozen=True)
+class SentimentSetting:
+    """One row of the sentiment table: its controls, and a cap on samples per opening (None: the table's)."""
+
+    technique: str
+    strength: str
+    controls: list[object]
+    max_samples_per_start: int | None = None
+
+    def samples_per_start(self, table: int) -> int:
+        return table if self.max_samples_per_start is None else min(table, self.max_samples_per_start)
+
+
+def sentiment_settings(model: LanguageModel) -> list[SentimentSetting]:
     vector = build_steering_vector(model, positive=POSITIVE_EXAMPLES, negative=NEGATIVE_EXAMPLES, layers=[6])
     prefix = Instruction("The following text is cheerful, warm and full of positive feelings.")
+    pplm = PPLM(POSITIVE_WORDS, step_size=0.03)
     return [
-        ("base model", "–", []),
-        ("prompt prefix", "1 sentence", [prefix]),
-        ("bag of words", "+2", [BagOfWords(POSITIVE_WORDS, 2.0)]),
-        ("bag of words", "+4", [BagOfWords(POSITIVE_WORDS, 4.0)]),
-        ("steering vector (layer 6)", "α=1", [vector.with_alpha(1.0)]),
-        ("steering vector (layer 6)", "α=2", [vector.with_alpha(2.0)]),
-        ("PPLM (bag of words)", "step 0.03", [PPLM(POSITIVE_WORDS, step_size=0.03)]),
+        SentimentSetting("base model", "–", []),
+        SentimentSetting("prompt prefix", "1 sentence", [prefix]),
+        SentimentSetting("bag of words", "+2", [BagOfWords(POSITIVE_WORDS, 2.0)]),
+        SentimentSetting("bag of words", "+4", [BagOfWords(POSITIVE_WORDS, 4.0)]),
+        SentimentSetting("steering vector (layer 6)", "α=1", [vector.with_alpha(1.0)]),
+        SentimentSetting("steering vector (layer 6)", "α=2", [vector.with_alpha(2.0)]),
+        SentimentSetting("PPLM (bag of words)", "step 0.03", [pplm], PPLM_SAMPLES_PER_START),
     ]
 
 
 def controls_work_units(
     openings: int = len(STARTS), samples_per_start: int = SAMPLES_PER_START, rl_steps: int = RL_STEPS
 ) -> int:
-    sentiment = (7 + bool(rl_steps)) * openings * samples_per_start * NEW_TOKENS
-    return sentiment + JSON_SAMPLES * 48 + QUOTE_SAMPLES * QUOTE_TOKENS
+    per_start = (
+        6 * samples_per_start
+        + min(samples_per_start, PPLM_SAMPLES_PER_START)
+        + bool(rl_steps) * samples_per_start
+    )
+    return per_start * openings * NEW_TOKENS + JSON_SAMPLES * 48 + QUOTE_SAMPLES * QUOTE_TOKENS
 
 
 def run_controls_section(
@@ -232,21 +252,20 @@ def sentiment_rows(
 ) -> list[SentimentRow]:
     """Every inference-time setting of `sentiment_settings` on the first `openings` of STARTS."""
     rows = []
-    for technique, strength, controls in sentiment_settings(model):
+    for setting in sentiment_settings(model):
         samples = generate(
             model,
             STARTS[:openings],
-            controls=controls,
-            n=samples_per_start,
+            controls=setting.controls,
+            n=setting.samples_per_start(samples_per_start),
             max_new_tokens=NEW_TOKENS,
             seed=seed,
             progress=progress,
         )
         rewards = vader_reward([s.prompt for s in samples], samples.texts)
+        reward, kl = sum(rewards) / len(rewards), float(samples.kl.mean())
         example = samples[0].prompt + samples[0].text
-        rows.append(
-            SentimentRow(technique, strength, sum(rewards) / len(rewards), float(samples.kl.mean()), example)
-        )
+        rows.append(SentimentRow(setting.technique, setting.strength, reward, kl, example, len(rewards)))
     return rows
 
 
@@ -287,6 +306,7 @@ def _rl_row(
         sum(rewards) / len(rewards),
         float(scored.kl.mean()),
         scored[0].prompt + scored[0].text,
+        len(rewards),
     )
 
 
@@ -360,13 +380,21 @@ def controls_sections(outcome: ControlsOutcome) -> list[Section]:
         Section(
             "Probability tweaks: positive sentiment and what it costs",
             f"{outcome.samples_per_row} samples (neutral openings × samples each), {NEW_TOKENS} new tokens, temperature 1, "
-            "same seed for every row. Reward = mean VADER compound score of the continuation; KL = mean "
-            "Σ(log q − log p_base) against the base model on the raw opening. The RL row is a LoRA policy "
-            "trained for a few steps of KL-regularised RL on the same reward (16 other openings, 8 × 4 "
-            "rollouts per step; experiments/reward_kl_frontier.py trains longer at several β).",
+            f"same seed for every row{_fewer_samples(sentiment_rows, outcome.samples_per_row)}. Reward = mean "
+            "VADER compound score of the continuation; KL = mean Σ(log q − log p_base) against the base model "
+            "on the raw opening. The RL row is a LoRA policy trained for a few steps of KL-regularised RL on "
+            f"the same reward ({len(RL_OPENINGS)} other openings, {RL_PROMPTS_PER_STEP} × "
+            f"{RL_SAMPLES_PER_PROMPT} rollouts per step; experiments/reward_kl_frontier.py trains longer "
+            "at several β).",
             table_html(
                 ["technique", "strength", "mean VADER", "mean KL (nats)", "example"],
                 [[r.technique, r.strength, r.reward, r.kl, r.example] for r in sentiment_rows],
             ),
         ),
     ]
+
+
+def _fewer_samples(rows: list[SentimentRow], table: int) -> str:
+    """The note on rows drawn with fewer samples than the table's (PPLM: about 10× the cost per token)."""
+    fewer = [f"{r.technique} ({r.samples} samples)" for r in rows if 0 < r.samples < table]
+    return f"; fewer for {', '.join(fewer)}: its gradient steps cost about 10× per token" if fewer else ""
