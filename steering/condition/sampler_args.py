@@ -8,6 +8,10 @@ when their worst case could exceed it.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
+from steering.controls import Grammar
 from steering.errors import InvalidArgument
 
 
@@ -42,3 +46,17 @@ def check_budget(budget: object, *, worst_case: int, sampler: str) -> None:
             received=budget,
             fix="lower n_particles or max_new_tokens, or raise the budget (None: no cap)",
         )
+
+
+def covering_proposal(proposal: Sequence[object]) -> list[object]:
+    """The proposal with every grammar pool's budget-aware closing turned off.
+
+    Importance weights correct q only where q covers the target's support. A budget-aware pool
+    (`Grammar.budget_aware`) never proposes a row that reaches the length limit unfinished, which the
+    target may still count (measured: TV 0.71 from the exact conditional on tiny-letters with it on,
+    0.05 with the plain pool), so samplers propose with the plain pool.
+    """
+    return [
+        dataclasses.replace(c, budget_aware=False) if isinstance(c, Grammar) and c.budget_aware else c
+        for c in proposal
+    ]

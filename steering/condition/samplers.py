@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from steering.condition.posterior import Posterior
-from steering.condition.sampler_args import check_budget, check_particles
+from steering.condition.sampler_args import check_budget, check_particles, covering_proposal
 from steering.condition.target import Target
 from steering.decode import generate
 from steering.decode.samples import Sample
@@ -77,6 +77,7 @@ def importance(
     """
     n = check_particles(n_particles)
     seed = check_seed(seed)
+    proposal = covering_proposal(proposal)
     passes = 2 if _rescored(proposal) else 1
     closing = n * (target.max_new_tokens + 1) if proposal else 0  # a pool may end rows without EOS
     check_budget(budget, worst_case=n * target.max_new_tokens * passes + closing, sampler="importance")

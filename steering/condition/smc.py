@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from steering.condition.posterior import Posterior
-from steering.condition.sampler_args import check_budget, check_particles
+from steering.condition.sampler_args import check_budget, check_particles, covering_proposal
 from steering.condition.target import Target
 from steering.controls.base import LogitControlBase, split_controls
 from steering.decode import BatchDecoder, DecodeRow, Sample, row_seed
@@ -103,7 +103,7 @@ def smc(
     seed = check_seed(seed)
     if not 0.0 <= ess_threshold <= 1.0:
         raise InvalidArgument("ess_threshold must be in [0, 1]", received=ess_threshold, fix="use 0.5")
-    context, logit_controls, model_controls = split_controls(proposal)
+    context, logit_controls, model_controls = split_controls(covering_proposal(proposal))
     # Per-row state must follow the resampled rows: only controls that can re-index it (select_rows).
     stateful = [c for c in logit_controls if not c.can_select_rows]
     if context or model_controls or stateful:

@@ -57,7 +57,6 @@ def run(monkeypatch, capsys, tmp_path):
         assert files_in(work) == [], "nothing may be left in the working directory"
         return (code if isinstance(code, int) else 0 if code is None else 1), captured.out, captured.err
 
-    steer.work = work  # type: ignore[attr-defined]
     return steer
 
 

@@ -242,13 +242,12 @@ def test_cli_json_strict_is_the_default_and_json_open_changes_the_masks(tmp_path
     schema.write_text(json.dumps({"type": "object"}))  # strict: no key is listed, so only {}
     base = ["generate", "--model", "tiny-random", "-p", "x", "--n", "4", "--max-new-tokens", "30"]
     runs = {}
-    for flags in ((), ("--json-strict",), ("--json-open",)):
+    for flags in ((), ("--json-open",)):
         result = _steer(*base, "--json-schema", str(schema), "--json", "--allow-partial", *flags)
         assert result.returncode == 0, result.stderr
         runs[flags] = [json.loads(line) for line in result.stdout.splitlines()]
-    assert runs[()] == runs[("--json-strict",)]  # strict is the default
     assert [r["text"] for r in runs[()]] == ["{}"] * 4
-    assert all(r["logq"] == [0.0, 0.0] for r in runs[()])  # both tokens forced
+    assert all(r["logq"] == [0.0, 0.0] for r in runs[()])  # strict by default: both tokens forced
     assert all(r["logq"] != [0.0, 0.0] for r in runs[("--json-open",)])  # a key could follow "{"
 
 

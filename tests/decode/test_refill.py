@@ -77,10 +77,9 @@ def test_grammar_rows_restart_when_refilled(tiny, refills, backend):
     _same(batched, single)
     assert refills["rows"] == 2 * len(single) - 1 - 2
     assert all(re.fullmatch(pattern, s.text) for s in batched if s.stop_reason == "stop")
-    assert len({len(s.token_ids) for s in single}) > 2 and {s.stop_reason for s in single} == {
-        "stop",
-        "unfinished",
-    }
+    # llguidance pools close within the budget (every row stops); xgrammar's do not (some run out).
+    ends = {"stop"} if backend == "llguidance" else {"stop", "unfinished"}
+    assert len({len(s.token_ids) for s in single}) > 2 and {s.stop_reason for s in single} == ends
 
 
 def test_controls_without_row_restart_keep_fixed_batches(letters, refills):

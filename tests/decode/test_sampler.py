@@ -137,9 +137,9 @@ def test_mask_only_fast_path_equals_the_general_path(tiny):
 @pytest.mark.parametrize("sparse_share", [0.0, 1 / 8, 1.0])  # every pool a bool row; the default; all ids
 def test_grammar_token_pools_equal_the_general_path(tiny, monkeypatch, sparse_share):
     """Grammars hand the engine each row's allowed ids; sampling from them equals masking the scores."""
-    from steering.controls import Lark, Regex, grammar
+    from steering.controls import Lark, Regex, grammar_rows
 
-    monkeypatch.setattr(grammar, "SPARSE_SHARE", sparse_share)
+    monkeypatch.setattr(grammar_rows, "SPARSE_SHARE", sparse_share)
     cases = (
         [Regex("[a-e ]{2,9}")],
         [Lark('start: "(" item ("," item)* ")"\nitem: "a" | "b" | "ab"')],
