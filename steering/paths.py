@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from steering.errors import InvalidArgument
+
 RUN_STATUS = "status.json"
 
 
@@ -50,6 +52,17 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def writing(path: Path, *, what: str, fix: str, action: str = "write") -> Iterator[None]:
+    """Turn an OSError while writing `path` into one clear error: "could not {action} {what} {path} (why)"."""
+    try:
+        yield
+    except OSError as error:
+        raise InvalidArgument(
+            f"could not {action} {what} {path} ({error.strerror or error})", received=str(path), fix=fix
+        ) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -17,6 +17,14 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
+def tiny_letters():
+    """A 5-token model (<eos>, a, b, c, space) for exact enumeration and unspellable text."""
+    from steering.models import load_model
+
+    return load_model("tiny-letters", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def gemma():
     from steering.models import load_model
 

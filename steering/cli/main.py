@@ -8,6 +8,7 @@ constrained sample ran out of tokens unfinished (after writing every sample; `--
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -16,16 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from steering.cli.annotate import annotate
+from steering.cli.feedback import feedback_app, feedback_training_data, split_data_options
+from steering.cli.judge import judge
+from steering.cli.progress import LazyProgress
 from steering.condition.registry import samplers_help
 from steering.errors import SEED_LIMIT, SteeringError
 from steering.train.registry import METHODS
@@ -48,19 +45,6 @@ EXIT_UNFINISHED = 3  # `steer generate`: a constrained sample ran out of tokens 
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     _state["debug"] = debug
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -229,8 +213,7 @@ def generate(
     stream = JsonlStream(sys.stdout) if as_json and not exact else None
     finished: list[Sample] = []
     try:
-        with _progress() as bar:
-            task = bar.add_task("generating", total=len(prompts) * n * max_new_tokens)
+        with LazyProgress(console, "generating", total=len(prompts) * n * max_new_tokens) as bar:
             samples = run_generate(
                 lm,
                 prompts,
@@ -239,7 +222,7 @@ def generate(
                 max_new_tokens=max_new_tokens,
                 stop=stop or (),
                 seed=seed,
-                progress=lambda k: bar.advance(task, k),
+                progress=bar.advance,
                 on_sample=stream or finished.append,
             )
     except KeyboardInterrupt:
@@ -519,20 +502,19 @@ def demo(
     with console.status(f"loading {model} (first run converts the GGUF, ~1 min)…"):
         lm = load_model(model)
     count = min(limit or len(builtin_questions()), len(builtin_questions()))
-    with _progress() as bar:
-        task = bar.add_task("demo", total=demo_work_units(count, max_new_tokens, limit))
+    with LazyProgress(console, "demo", total=demo_work_units(count, max_new_tokens, limit)) as bar:
 
         def announce(event: SectionEvent) -> None:
             seconds = int(time.time() - started)
             clock = f"{seconds // 60}:{seconds % 60:02d} elapsed"
             if event.seconds is None:
-                bar.console.print(f"section {event.index} of {event.total}: {event.name} ({clock})")
-                bar.update(task, description=f"demo {event.index}/{event.total}")
+                bar.print(f"section {event.index} of {event.total}: {event.name} ({clock})")
+                bar.update(description=f"demo {event.index}/{event.total}")
                 return
             rest = "" if event.index == event.total else "; the page lists the sections still running"
-            bar.console.print(f"  done in {event.seconds:.0f} s ({clock}): {event.report.resolve()}{rest}")
+            bar.print(f"  done in {event.seconds:.0f} s ({clock}): {event.report.resolve()}{rest}")
             if isinstance(event.outcome, PromptingOutcome):  # the first results, while the rest runs
-                bar.console.print(_technique_table(event.outcome.results, f"{lm.name} · {count} questions"))
+                bar.print(_technique_table(event.outcome.results, f"{lm.name} · {count} questions"))
 
         outcome = run_demo(
             lm,
@@ -540,7 +522,7 @@ def demo(
             max_new_tokens=max_new_tokens,
             limit=limit,
             seed=seed,
-            progress=lambda k: bar.advance(task, k),
+            progress=bar.advance,
             on_section=announce,
         )
     Console().print(_technique_table(outcome.prompting, f"{lm.name} · {count} questions"))
@@ -548,7 +530,12 @@ def demo(
     for column in ("technique", "strength", "mean VADER", "mean KL"):
         sentiment.add_column(column)
     for row in outcome.sentiment:
-        sentiment.add_row(row.technique, row.strength, f"{row.reward:.3f}", f"{row.kl:.2f}")
+        sentiment.add_row(
+            row.technique,
+            row.strength,
+            f"{row.reward:.3f} ± {row.reward_se:.3f}",
+            f"{row.kl:.2f} ± {row.kl_se:.2f}",
+        )
     Console().print(sentiment)
     Console().print(f"report: {outcome.report.resolve()}  ({time.time() - started:.0f} s)")
 
@@ -569,6 +556,9 @@ train_app = typer.Typer(
     help="Fine-tune: each method writes a run directory with an adapter.", no_args_is_help=True
 )
 app.add_typer(train_app, name="train")
+app.command()(annotate)
+app.add_typer(feedback_app, name="feedback")
+app.command()(judge)
 
 
 TrainArgs = Annotated[
@@ -621,17 +611,16 @@ def _train(name: str, args: list[str] | None, resume: bool) -> None:
     label, train = method.label, method.train
     items = list(args or [])
     path = items.pop(0) if items and "=" not in items[0] else None
+    items, data_options = split_data_options(items)  # data=F.db: feedback filters, not config keys
     config = read_config(method.config, path, items)
-    with _progress() as bar:
-        task = bar.add_task(label, total=None)
+    config = feedback_training_data(name, config, data_options, resume=resume)
+    with LazyProgress(console, label, total=None, waiting=f"{label}: loading the model and data…") as bar:
 
         def show(step: int, total: int, record: dict[str, Any]) -> None:
             extra = f" eval {record['eval_loss']:.3f}" if "eval_loss" in record else ""
             if "reward" in record:
                 extra += f" reward {record['reward']:.3f} KL {record['kl']:.3f}"
-            bar.update(
-                task, completed=step, total=total, description=f"{label} loss {record['loss']:.3f}{extra}"
-            )
+            bar.update(completed=step, total=total, description=f"{label} loss {record['loss']:.3f}{extra}")
 
         try:
             result = train(config, resume=resume, progress=show)
@@ -646,6 +635,16 @@ def _train(name: str, args: list[str] | None, resume: bool) -> None:
     )
 
 
+def _log_to_console() -> None:
+    """Warnings the library logs (e.g. "Ctrl-C: finishing step 3…") print above the progress bar."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False)
+    logger = logging.getLogger("steering")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
 def main() -> None:
     """Entry point: usage errors, our errors and Ctrl-C each end with a message, never a traceback.
 
@@ -656,6 +655,7 @@ def main() -> None:
     exceptions it raises for usage errors are its own (typer vendors click), not `click`'s.
     """
     debug = "--debug" in sys.argv[1:]
+    _log_to_console()
     try:
         app(prog_name="steer")
     except SteeringError as error:

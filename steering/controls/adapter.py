@@ -132,12 +132,11 @@ def _misfits(model: LanguageModel, tensors: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
-    """Refuse a missing, corrupt or foreign adapter directory; returns its steering.json ({} if none).
+def check_adapter_folder(directory: str | Path) -> Path:
+    """Refuse a path that is not an adapter folder (missing, or no adapter config in it).
 
     Raises:
-        InvalidArgument: not an adapter directory, or the adapter was trained on another base.
-        ModelLoadError: a file of the adapter is corrupt (not JSON, truncated safetensors, NaN weights).
+        InvalidArgument: names the path, and the adapter folder next to it if there is one.
     """
     directory = Path(directory)
     if not (directory / CONFIG).is_file():
@@ -149,6 +148,17 @@ def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
             received=str(directory),
             fix="pass the `adapter` folder of a training run (steer train … writes RUN/adapter)",
         )
+    return directory
+
+
+def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
+    """Refuse a missing, corrupt or foreign adapter directory; returns its steering.json ({} if none).
+
+    Raises:
+        InvalidArgument: not an adapter directory, or the adapter was trained on another base.
+        ModelLoadError: a file of the adapter is corrupt (not JSON, truncated safetensors, NaN weights).
+    """
+    directory = check_adapter_folder(directory)
     config = read_json_file(directory / CONFIG, what="adapter config", fix=RETRAIN)
     if not isinstance(config.get("peft_type"), str):
         raise ModelLoadError(
@@ -204,7 +214,7 @@ class Adapter:
     path: Path
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        self.path = check_adapter_folder(self.path)  # a wrong path is said now, not after the model loads
 
     @property
     def key(self) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from steering.controls.trie import first_prefix_pair, validate_labels
+from steering.controls.trie import first_prefix_pair, spelled_label_ids, validate_labels
 from steering.errors import InvalidArgument
 from steering.models.language_model import LanguageModel
 
@@ -42,19 +42,7 @@ class Classification:
 
 def label_token_ids(model: LanguageModel, labels: Sequence[str], *, end: str | None) -> list[list[int]]:
     """Each label's continuation tokens (plus `end`); refuse labels that are token prefixes of others."""
-    ids = [model.encode_continuation(label + (end or "")) for label in labels]
-    # A tokenizer that drops characters it cannot spell would score a shorter text (or none: P = 1).
-    unspelled = [
-        label
-        for label, tokens in zip(labels, ids, strict=True)
-        if not tokens or model.decode(tokens).strip() != (label + (end or "")).strip()
-    ]
-    if unspelled:
-        raise InvalidArgument(
-            f"this model's tokenizer cannot spell the label(s) {unspelled}, so they would be scored as other text",
-            received=list(labels),
-            fix="use labels made of text this model's tokenizer can spell",
-        )
+    ids = spelled_label_ids(model.tokenizer, labels, end=end)
     pair = first_prefix_pair(ids) if end is None else None
     if pair is not None:
         i, j = pair

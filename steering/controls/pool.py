@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from steering.controls.base import LogitControlBase
-from steering.controls.trie import TrieNode, compile_trie, validate_labels
+from steering.controls.trie import TrieNode, compile_trie, spelled_label_ids, validate_labels
 from steering.errors import InvalidArgument
 
 NEG_INF = float("-inf")
@@ -56,10 +56,7 @@ class Choices(LogitControlBase):
     def start(self, *, tokenizer: Any, prompt_width: int, batch_size: int) -> None:
         """Called by the engine before each batch: compile the trie once per tokenizer."""
         if self._tokenizer_id != id(tokenizer):
-            sequences = [
-                tokenizer(label + (self.end or ""), add_special_tokens=False)["input_ids"]
-                for label in self.labels
-            ]
+            sequences = spelled_label_ids(tokenizer, self.labels, end=self.end)
             self._trie = compile_trie(
                 sequences,
                 self.labels,

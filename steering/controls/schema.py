@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.errors import InputFormatError, InvalidArgument
+from steering.jsonl import read_text
 
 _SINGLE = ("additionalProperties", "items", "additionalItems", "contains", "not", "if", "then", "else",
            "propertyNames", "unevaluatedProperties", "unevaluatedItems")  # fmt: skip
@@ -39,7 +40,7 @@ def load_schema(schema: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
     ):
         path = Path(schema)
         try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
+            schema = json.loads(read_text(path, what="JSON schema file"))
         except json.JSONDecodeError as error:
             raise InputFormatError(
                 f"{path}:{error.lineno}:{error.colno}: the schema is not valid JSON ({error.msg})",

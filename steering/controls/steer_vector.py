@@ -25,6 +25,7 @@ from safetensors.torch import save
 from steering.controls.adapter import read_json_file, read_weights
 from steering.errors import InvalidArgument, ModelLoadError
 from steering.models.language_model import LanguageModel
+from steering.paths import writing
 
 # Below this ‖mean(positive) − mean(negative)‖ / ‖mean(positive)‖ the two sets are the same to the model:
 # float sums in another order differ by ~1e-7, a real contrast by 1e-2 or more.
@@ -141,21 +142,16 @@ class SteeringVector:
         )
         temporaries: list[str] = []
         try:
-            for target, data in payloads:
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-                temporaries.append(tmp)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            for (target, _), tmp in zip(payloads, temporaries, strict=True):
-                os.replace(tmp, target)
-        except OSError as error:
-            raise InvalidArgument(
-                f"could not write the steering vector {path} ({error.strerror or error})",
-                received=str(path),
-                fix="choose a writable file path for --out",
-            ) from None
+            with writing(path, what="the steering vector", fix="choose a writable file path for --out"):
+                for target, data in payloads:
+                    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+                    temporaries.append(tmp)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(data)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                for (target, _), tmp in zip(payloads, temporaries, strict=True):
+                    os.replace(tmp, target)
         finally:
             for tmp in temporaries:
                 Path(tmp).unlink(missing_ok=True)
@@ -256,14 +252,9 @@ def check_vector_path(path: str | Path) -> tuple[Path, Path]:
                 received=str(target),
                 fix=f"name the file, e.g. --out {path / 'vector.safetensors'}",
             )
-    try:
+    fix = "choose a path in a writable folder for --out"
+    with writing(path.parent, what="the steering vector's folder", fix=fix, action="create"):
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InvalidArgument(
-            f"cannot create the folder {path.parent} for the steering vector ({error.strerror or error})",
-            received=str(path),
-            fix="choose a path in a writable folder for --out",
-        ) from None
     return path, meta_path
 
 

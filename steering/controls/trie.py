@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from steering.errors import InvalidArgument
 
@@ -21,6 +22,28 @@ def first_prefix_pair(sequences: Sequence[Sequence[int]]) -> tuple[int, int] | N
             if i != j and len(a) <= len(b) and list(b[: len(a)]) == list(a):
                 return i, j
     return None
+
+
+def spelled_label_ids(tokenizer: Any, labels: Sequence[str], *, end: str | None) -> list[list[int]]:
+    """Each label's continuation tokens (plus `end`), refusing labels the tokenizer cannot spell back.
+
+    A tokenizer that drops or replaces characters it cannot spell (an unknown-token fallback) would
+    otherwise score, or let the sampler produce, some other text than the label asked for.
+    """
+    texts = [label + (end or "") for label in labels]
+    ids = [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+    unspelled = [
+        label
+        for label, text, tokens in zip(labels, texts, ids, strict=True)
+        if not tokens or str(tokenizer.decode(tokens, skip_special_tokens=True)).strip() != text.strip()
+    ]
+    if unspelled:
+        raise InvalidArgument(
+            f"this model's tokenizer cannot spell the label(s) {unspelled}: they would come out as other text",
+            received=list(labels),
+            fix="use labels made of text this model's tokenizer can spell",
+        )
+    return ids
 
 
 def compile_trie(

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from steering.errors import InvalidArgument
 from steering.eval.plots import Point, bar_chart_svg, curve_svg, line_chart_svg, xy_chart_svg
-from steering.paths import atomic_write_text
+from steering.paths import atomic_write_text, writing
 
 __all__ = [
     "Point",
@@ -120,12 +120,6 @@ def write_report(
             fix=f"write to {path / 'report.html'}",
         )
     text = render_report(title=title, meta=meta, sections=sections, pending=pending)
-    try:
+    with writing(path, what="the report", fix="choose a path in a writable folder (--out)"):
         atomic_write_text(path, text)
-    except OSError as error:
-        raise InvalidArgument(
-            f"could not write the report {path} ({error.strerror or error})",
-            received=str(path),
-            fix="choose a path in a writable folder (--out)",
-        ) from None
     return path

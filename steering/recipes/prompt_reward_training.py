@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from steering.condition import (
 from steering.controls import Adapter, ForceTokens
 from steering.decode import generate
 from steering.errors import InvalidArgument
-from steering.models import LanguageModel
+from steering.models import LanguageModel, load_model
 from steering.paths import atomic_write_text
 from steering.train import RLConfig, train_rl
 
@@ -75,6 +77,7 @@ def train_prompt_as_reward(
     samples: int = 64,
     rl: dict[str, Any] | None = None,
     seed: int = 0,
+    workers: int = 1,
 ) -> list[TrainedPoint]:
     """Train one RL policy per λ in `strengths` (β = 1) and measure it against the conditional.
 
@@ -85,6 +88,10 @@ def train_prompt_as_reward(
         exact: enumerate (tiny vocabularies) instead of sampling.
         samples: policy samples and conditional importance samples per λ when not exact.
         rl: `RLConfig` fields (batch_size, samples_per_prompt, epochs, learning_rate, …).
+        workers: train this many λ at once, each in its own process on one thread (a registry model
+            only: each process loads it by name). A tiny model's steps are too small to split over
+            threads, so on 2 cores two processes train two λ in the time of one; the policies are the
+            same as trained one after another (each run is seeded by its config).
     """
     values = list(strengths)
     if not values or any(not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in values):
@@ -117,20 +124,15 @@ def train_prompt_as_reward(
         if exact
         else importance(hard, n_particles=samples, proposal=[ForceTokens(dict(bound.spans))], seed=seed + 1)
     )
+    jobs = [
+        _PolicyJob(str(prompts), dict(spans), float(v), str(out / f"lambda-{v:g}"), max_new_tokens, settings)
+        for v in values
+        if v > 0
+    ]
+    trained = dict(zip((job.strength for job in jobs), _train_policies(model, jobs, workers), strict=True))
     points = []
     for strength in values:
-        adapter, steps = None, 0
-        if strength > 0:
-            config = RLConfig(
-                data=str(prompts),
-                model=model.name,
-                out=str(out / f"lambda-{strength:g}"),
-                beta=1.0,
-                max_new_tokens=max_new_tokens,
-                **settings,
-            )
-            result = train_rl(config, reward=fixed_tokens(spans, strength=float(strength)), model=model)
-            adapter, steps = result.adapter, result.steps
+        adapter, steps = trained.get(float(strength), (None, 0))
         if isinstance(reference, Enumeration):
             point = _exact(model, everything, reference, bound, strength, adapter, steps)
         else:
@@ -139,6 +141,46 @@ def train_prompt_as_reward(
             )
         points.append(point)
     return points
+
+
+@dataclass(frozen=True)
+class _PolicyJob:
+    """One λ's RL run: everything a worker process needs (picklable: no model, no tensors)."""
+
+    prompts: str
+    spans: dict[int, Any]
+    strength: float
+    out: str
+    max_new_tokens: int
+    settings: dict[str, Any]
+
+    def train(self, model: LanguageModel) -> tuple[Path, int]:
+        config = RLConfig(
+            data=self.prompts,
+            model=model.name,
+            out=self.out,
+            beta=1.0,
+            max_new_tokens=self.max_new_tokens,
+            **self.settings,
+        )
+        result = train_rl(config, reward=fixed_tokens(self.spans, strength=self.strength), model=model)
+        return result.adapter, result.steps
+
+
+def _train_policies(model: LanguageModel, jobs: list[_PolicyJob], workers: int) -> list[tuple[Path, int]]:
+    """Each job's (adapter, steps): in this process, or in `workers` processes (spawned, one thread each)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [job.train(model) for job in jobs]
+    dtype = str(model.dtype).removeprefix("torch.")
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        return list(pool.map(_train_in_worker, [(model.name, dtype, job) for job in jobs]))
+
+
+def _train_in_worker(task: tuple[str, str, _PolicyJob]) -> tuple[Path, int]:
+    name, dtype, job = task
+    torch.set_num_threads(1)
+    return job.train(load_model(name, dtype=dtype))
 
 
 def _exact(

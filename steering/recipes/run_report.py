@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from steering.errors import InputFormatError, InvalidArgument
+from steering.errors import InvalidArgument
 from steering.eval.report import Section, curve_svg, table_html, write_report
 from steering.paths import read_run_status
 from steering.train import RunDir
@@ -31,17 +30,7 @@ def run_report(run: str | Path, out: str | Path | None = None) -> Path:
             received=str(directory.path),
             fix="point at a run directory written by `steer train …`",
         )
-    config_path = directory.path / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputFormatError(
-            f"{config_path} is not valid JSON ({error})",
-            received=str(config_path),
-            fix="restore it from the run, or delete it to report the metrics alone",
-        ) from None
-    if not isinstance(config, dict):
-        config = {}
+    config = directory.saved_config(fix="restore it from the run, or delete it to report the metrics alone")
     steps = [float(r.get("step", i + 1)) for i, r in enumerate(records)]
     sections = []
     unfinished = unfinished_note(directory.path, records)

@@ -178,6 +178,7 @@ def tune_from_base(
     soft_prompt_length: int = 16,
     seed: int = 0,
     train_model: LanguageModel | None = None,
+    batch_size: int = 8,
 ) -> SelfTuned:
     """Instruction tuning from nothing but the base model: harvest, then an SFT adapter and a soft prompt.
 
@@ -188,6 +189,7 @@ def tune_from_base(
         seeds: the few-shot pairs (default: the project's four demonstrations).
         exclude: questions never to train on (the evaluation's held-out set).
         train_model: the same base in float32 for training (loaded when None).
+        batch_size: rows decoded together while harvesting.
 
     Returns:
         `SelfTuned`; load the results with `Adapter(tuned.sft.adapter)` and
@@ -195,7 +197,12 @@ def tune_from_base(
     """
     out = Path(out_dir)
     harvest = harvest_demonstrations(
-        model, seeds or builtin_demonstrations(), n=demonstrations, exclude=exclude, seed=seed
+        model,
+        seeds or builtin_demonstrations(),
+        n=demonstrations,
+        exclude=exclude,
+        seed=seed,
+        batch_size=batch_size,
     )
     if len(harvest.rows) < 8:
         raise InvalidArgument(

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from steering.errors import InputFormatError, InvalidArgument, did_you_mean
+from steering.jsonl import read_text
 from steering.paths import RUN_STATUS, atomic_dir, atomic_write_text, read_run_status
 from steering.train.checkpoint import STATE, read_trainer_state, rng_state, set_rng_state, write_trainer_state
 from steering.train.tensorboard import TensorBoardLog
@@ -67,7 +68,7 @@ def read_config(cls: type, path: str | Path | None, overrides: Sequence[str] = (
                 f"the config file {path} does not exist", received=str(path), fix="check the path"
             )
         try:
-            values = tomllib.loads(file.read_text(encoding="utf-8"))
+            values = tomllib.loads(read_text(file, what="config file"))
         except tomllib.TOMLDecodeError as error:
             raise InvalidArgument(
                 f"{path}: not valid TOML ({error})", received=str(path), fix="correct it"
@@ -300,18 +301,31 @@ class RunDir:
             ) from None
         return dict(state)
 
-    def _check_unchanged(self, config: Any) -> None:
+    def saved_config(self, *, fix: str) -> dict[str, Any]:
+        """RUN/config.json as a dict ({} when there is none).
+
+        Raises:
+            InputFormatError: it is not UTF-8 JSON, or not a JSON object; `fix` says what to do.
+        """
         config_path = self.path / "config.json"
         if not config_path.is_file():
-            return
+            return {}
         try:
             saved = json.loads(config_path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputFormatError(
-                f"{config_path} is not valid JSON ({error})",
-                received=str(config_path),
-                fix="restore it, or delete it to resume with the config given now",
+                f"{config_path} is not valid JSON ({error})", received=str(config_path), fix=fix
             ) from None
+        if not isinstance(saved, dict):
+            raise InputFormatError(
+                f"{config_path} must hold a JSON object", received=f"a JSON {type(saved).__name__}", fix=fix
+            )
+        return saved
+
+    def _check_unchanged(self, config: Any) -> None:
+        saved = self.saved_config(fix="restore it, or delete it to resume with the config given now")
+        if not saved:
+            return
         current = _jsonable(asdict(config))
         changed = sorted(
             k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE

@@ -324,6 +324,8 @@ CASES = [
          ("'xyz' has no tokens",)),
     Case("classify-label-not-spellable", _args("classify", "--model", "tiny-letters", "-p", "ab", "--labels", "a,xa"),
          ("cannot spell", "' xa'")),
+    Case("choices-label-not-spellable", _args(*GENERATE, "--model", "tiny-letters", "-p", "ab", "--choices", "a,xa"),
+         ("cannot spell", "' xa'")),
     Case("pplm-words-not-spellable",
          lambda tmp_path, good: [*GENERATE, "--model", "tiny-letters", "-p", "ab", "--pplm",
                                  str(write(tmp_path / "words.txt", "xyz\n"))],
@@ -336,7 +338,7 @@ CASES = [
     Case("vector-build-out-is-a-directory", _build(b"glad\n", b"sad\n", out="out"),
          ("out is a directory", "vector.safetensors")),
     Case("vector-build-out-under-a-file", _build(b"glad\n", b"sad\n", out="pos.txt/v.safetensors"),
-         ("cannot create the folder", "pos.txt")),
+         ("could not create the steering vector's folder", "pos.txt")),
     Case("report-out-under-a-file", _report("blocker/report.html"), ("could not write the report", "blocker")),
 ]  # fmt: skip
 

@@ -60,6 +60,12 @@ def test_choices_prefix_labels_need_end(tiny):
     assert all(s.text in (" no\n", " nope\n") for s in samples)
 
 
+def test_choices_refuses_labels_the_tokenizer_cannot_spell(tiny_letters):
+    # tiny-letters spells only a, b, c and space: " xa" would be sampled as some other text, never as " xa".
+    with pytest.raises(InvalidArgument, match=r"cannot spell the label\(s\) \[' xa'\]"):
+        generate(tiny_letters, ["ab"], controls=[Choices([" a", " xa"])], max_new_tokens=4)
+
+
 @pytest.mark.parametrize(("labels", "message"), [([], "non-empty"), ([" a", " a"], "distinct")])
 def test_choices_bad_labels(labels, message):
     with pytest.raises(InvalidArgument, match=message):

@@ -56,3 +56,20 @@ def test_a_hard_condition_is_not_a_reward(tmp_path):
 def test_strengths_must_be_finite(tmp_path):
     with pytest.raises(InvalidArgument, match="finite non-negative"):
         train_prompt_as_reward(load_model("tiny-letters"), PROMPT, SPANS, (1.0, math.inf), out_dir=tmp_path)
+
+
+def test_workers_train_the_same_policies_as_one_process(tmp_path):
+    # Two λ trained in two spawned processes (one thread each) give the points of training them here.
+    model = load_model("tiny-letters", dtype="float32")
+    rl = {**RL, "epochs": 4}
+    kwargs = {"max_new_tokens": TOKENS, "exact": True, "rl": rl}
+    here = train_prompt_as_reward(model, PROMPT, SPANS, (1.0, 4.0), out_dir=tmp_path / "here", **kwargs)
+    pooled = train_prompt_as_reward(
+        model, PROMPT, SPANS, (1.0, 4.0), out_dir=tmp_path / "pooled", workers=2, **kwargs
+    )
+    assert [p.steps for p in pooled] == [4, 4]
+    for a, b in zip(here, pooled, strict=True):
+        assert a.strength == b.strength
+        assert a.kl_to_base == pytest.approx(b.kl_to_base, abs=1e-9) and a.kl_to_base > 0
+        assert a.satisfied == pytest.approx(b.satisfied, abs=1e-9)
+        assert a.kl_to_target == pytest.approx(b.kl_to_target, abs=1e-9)

@@ -127,6 +127,7 @@ def run_condition_section(
             exact=True,
             rl={**LETTERS_RL, "epochs": rl_epochs},
             seed=seed,
+            workers=2,  # two λ at a time, a process each (one thread is as fast as two for this model)
         )
     return ConditionOutcome(
         rows, stories, particles, max_new_tokens, exact_curve, gemma_curve, reward_samples, trained_curve

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from steering.controls import (
     PPLM,
     Adapter,
@@ -27,12 +29,12 @@ from steering.controls import (
     extract_quotes,
     first_token_shortcut,
 )
-from steering.decode import generate
+from steering.decode import Samples, generate
 from steering.eval.report import Section, table_html
 from steering.eval.sentiment import vader_reward
 from steering.models import LanguageModel, load_model
 from steering.paths import atomic_write_text
-from steering.recipes.demo.section import DemoContext, DemoScale, Progress
+from steering.recipes.demo.section import DEMO_BATCH_SIZE, DemoContext, DemoScale, Progress
 from steering.train import RLConfig, train_rl
 
 REVIEWS = [
@@ -79,7 +81,9 @@ POSITIVE_WORDS = [
     "enjoy",
 ]
 SAMPLES_PER_START = 4
-PPLM_SAMPLES_PER_START = 2  # its gradient steps cost about 10× per token (BENCHMARKS.md): half the samples
+PPLM_SAMPLES_PER_START = (
+    1  # its gradient steps cost about 10× per token (BENCHMARKS.md): a quarter of the samples
+)
 # RL against the same reward, trained on openings of its own (none of STARTS): a point on the same table.
 RL_OPENINGS = [
     "Yesterday I went to the market and",
@@ -99,7 +103,7 @@ RL_OPENINGS = [
     "At the end of the day,",
     "The report from the committee",
 ]
-RL_BETA, RL_STEPS = 0.1, 8
+RL_BETA, RL_STEPS = 0.1, 6
 RL_PROMPTS_PER_STEP, RL_SAMPLES_PER_PROMPT = 4, 4  # rollouts per step: their product
 PERSON_SCHEMA = {
     "type": "object",
@@ -124,12 +128,36 @@ QUOTE_TOKENS = 40
 
 @dataclass(frozen=True)
 class SentimentRow:
+    """One row of the sentiment table: means over its samples, with their standard errors."""
+
     technique: str
     strength: str
     reward: float
     kl: float
     example: str
     samples: int = 0
+    reward_se: float = 0.0
+    kl_se: float = 0.0
+
+    @classmethod
+    def measured(cls, technique: str, strength: str, samples: Samples) -> SentimentRow:
+        """Mean VADER score and mean KL to the base over `samples`, each ± its standard error."""
+        rewards = torch.tensor(vader_reward([s.prompt for s in samples], samples.texts), dtype=torch.float64)
+        kl = samples.kl.double()
+        return cls(
+            technique,
+            strength,
+            float(rewards.mean()),
+            float(kl.mean()),
+            samples[0].prompt + samples[0].text,
+            len(rewards),
+            _standard_error(rewards),
+            _standard_error(kl),
+        )
+
+
+def _standard_error(values: torch.Tensor) -> float:
+    return float(values.std() / len(values) ** 0.5) if len(values) > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -181,13 +209,19 @@ def run_controls_section(
     rl_steps: int = RL_STEPS,
     runs_dir: Path | None = None,
     train_model: LanguageModel | None = None,
+    batch_size: int = DEMO_BATCH_SIZE,
 ) -> ControlsOutcome:
     """Labels, JSON, quotes, and the sentiment table on the first `openings` of STARTS."""
     labels = label_rows(model)
     json_fills = json_rows(model, seed=seed, progress=progress)
     quotes = quote_rows(model, seed=seed, progress=progress)
     sentiment = sentiment_rows(
-        model, openings=openings, samples_per_start=samples_per_start, seed=seed, progress=progress
+        model,
+        openings=openings,
+        samples_per_start=samples_per_start,
+        seed=seed,
+        progress=progress,
+        batch_size=batch_size,
     )
     if rl_steps:
         sentiment.append(
@@ -199,6 +233,7 @@ def run_controls_section(
                 openings=openings,
                 samples=samples_per_start,
                 seed=seed,
+                batch_size=batch_size,
             )
         )
     return ControlsOutcome(labels, json_fills, quotes, sentiment, openings * samples_per_start)
@@ -248,7 +283,13 @@ def quote_rows(model: LanguageModel, *, seed: int, progress: Progress | None) ->
 
 
 def sentiment_rows(
-    model: LanguageModel, *, openings: int, samples_per_start: int, seed: int, progress: Progress | None
+    model: LanguageModel,
+    *,
+    openings: int,
+    samples_per_start: int,
+    seed: int,
+    progress: Progress | None,
+    batch_size: int = DEMO_BATCH_SIZE,
 ) -> list[SentimentRow]:
     """Every inference-time setting of `sentiment_settings` on the first `openings` of STARTS."""
     rows = []
@@ -261,11 +302,9 @@ def sentiment_rows(
             max_new_tokens=NEW_TOKENS,
             seed=seed,
             progress=progress,
+            batch_size=batch_size,
         )
-        rewards = vader_reward([s.prompt for s in samples], samples.texts)
-        reward, kl = sum(rewards) / len(rewards), float(samples.kl.mean())
-        example = samples[0].prompt + samples[0].text
-        rows.append(SentimentRow(setting.technique, setting.strength, reward, kl, example, len(rewards)))
+        rows.append(SentimentRow.measured(setting.technique, setting.strength, samples))
     return rows
 
 
@@ -278,6 +317,7 @@ def _rl_row(
     openings: int,
     samples: int,
     seed: int,
+    batch_size: int = DEMO_BATCH_SIZE,
 ) -> SentimentRow:
     """KL-regularised RL on the VADER reward (β = RL_BETA, LoRA), trained on RL_OPENINGS, scored like the others."""
     directory = Path(runs_dir or tempfile.mkdtemp(prefix="steering-rl-"))
@@ -298,15 +338,10 @@ def _rl_row(
         n=samples,
         max_new_tokens=NEW_TOKENS,
         seed=seed,
+        batch_size=batch_size,
     )
-    rewards = vader_reward([s.prompt for s in scored], scored.texts)
-    return SentimentRow(
-        "RL on the VADER reward (LoRA)",
-        f"β={RL_BETA:g}, {result.steps} steps",
-        sum(rewards) / len(rewards),
-        float(scored.kl.mean()),
-        scored[0].prompt + scored[0].text,
-        len(rewards),
+    return SentimentRow.measured(
+        "RL on the VADER reward (LoRA)", f"β={RL_BETA:g}, {result.steps} steps", scored
     )
 
 
@@ -342,6 +377,7 @@ class PoolsAndTweaksSection:
             progress=context.progress,
             runs_dir=context.out_dir / "sentiment-rl",
             train_model=context.train_model(),
+            batch_size=context.batch_size,
             **controls_scale(context.limit),
         )
 
@@ -382,13 +418,16 @@ def controls_sections(outcome: ControlsOutcome) -> list[Section]:
             f"{outcome.samples_per_row} samples (neutral openings × samples each), {NEW_TOKENS} new tokens, temperature 1, "
             f"same seed for every row{_fewer_samples(sentiment_rows, outcome.samples_per_row)}. Reward = mean "
             "VADER compound score of the continuation; KL = mean Σ(log q − log p_base) against the base model "
-            "on the raw opening. The RL row is a LoRA policy trained for a few steps of KL-regularised RL on "
+            "on the raw opening; ± is the standard error of each mean (rows closer than about two of them are not told apart by this many samples). The RL row is a LoRA policy trained for a few steps of KL-regularised RL on "
             f"the same reward ({len(RL_OPENINGS)} other openings, {RL_PROMPTS_PER_STEP} × "
             f"{RL_SAMPLES_PER_PROMPT} rollouts per step; experiments/reward_kl_frontier.py trains longer "
             "at several β).",
             table_html(
-                ["technique", "strength", "mean VADER", "mean KL (nats)", "example"],
-                [[r.technique, r.strength, r.reward, r.kl, r.example] for r in sentiment_rows],
+                ["technique", "strength", "mean VADER", "± s.e.", "mean KL (nats)", "± s.e.", "example"],
+                [
+                    [r.technique, r.strength, r.reward, r.reward_se, r.kl, r.kl_se, r.example]
+                    for r in sentiment_rows
+                ],
             ),
         ),
     ]

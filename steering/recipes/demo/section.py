@@ -20,6 +20,10 @@ from steering.eval.report import Section
 from steering.models import LanguageModel, load_model
 
 Progress = Callable[[int], None]
+# Rows decoded together in every section. 16 rows cost 0.56× the time of 8 on 2 cores (gemma-270m,
+# the 48 questions × 48 tokens); bf16 results depend a little on the batch's shape, so a sample can
+# differ from one drawn at another batch size (same seed): the demo's numbers are those at 16.
+DEMO_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class DemoContext:
     max_new_tokens: int = 48
     seed: int = 0
     progress: Progress | None = None
+    batch_size: int = DEMO_BATCH_SIZE
     techniques: list[TechniqueResult] = field(default_factory=list)
     float32_copy: LanguageModel | None = None
 
@@ -122,7 +127,12 @@ class TechniqueResult:
 def evaluate_technique(context: DemoContext, name: str, controls: Sequence[object]) -> TechniqueResult:
     """Decode the questions under `controls` twice (sampled, then greedy) and summarise both."""
     answers = [q.answers for q in context.questions]
-    kwargs = {"max_new_tokens": context.max_new_tokens, "seed": context.seed, "progress": context.progress}
+    kwargs = {
+        "max_new_tokens": context.max_new_tokens,
+        "seed": context.seed,
+        "progress": context.progress,
+        "batch_size": context.batch_size,
+    }
     sampled = generate(context.model, context.prompts, controls=list(controls), **kwargs)  # type: ignore[arg-type]
     greedy = generate(context.model, context.prompts, controls=[*controls, Greedy()], **kwargs)  # type: ignore[arg-type]
     return TechniqueResult(name, sampled, greedy, summarise(sampled, answers), summarise(greedy, answers))

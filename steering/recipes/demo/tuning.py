@@ -51,6 +51,7 @@ class TuningSection:
             epochs=scale["epochs"],
             seed=context.seed,
             train_model=context.train_model(),
+            batch_size=context.batch_size,
         )
         tuned_techniques: list[tuple[str, list[object]]] = [
             ("SFT adapter (own demos)", [Adapter(tuned.sft.adapter)]),
