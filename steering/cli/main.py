@@ -639,9 +639,11 @@ def _log_to_console() -> None:
     """Warnings the library logs (e.g. "Ctrl-C: finishing step 3…") print above the progress bar."""
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False)
     logger = logging.getLogger("steering")
-    logger.addHandler(handler)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):  # main() may run more than once
+        logger.addHandler(
+            RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False)
+        )
     logger.setLevel(logging.WARNING)
 
 

@@ -270,3 +270,13 @@ def test_an_interrupt_while_the_last_samples_are_rescored_keeps_the_ones_done(ti
     assert all(
         torch.allclose(a.logp_base, b.logp_base, atol=1e-5) for a, b in zip(seen, list(full)[:4], strict=True)
     )
+
+
+def test_a_json_schema_file_that_is_not_utf8_is_named(tmp_path):
+    from steering.controls import JsonSchema
+    from steering.errors import InputFormatError
+
+    path = tmp_path / "schema.json"
+    path.write_bytes(b'{"type": "object", "description": "caf\xe9"}')
+    with pytest.raises(InputFormatError, match=r"schema.json:1: the JSON schema file is not valid UTF-8"):
+        JsonSchema(path)
