@@ -91,7 +91,9 @@ def train_prompt_as_reward(
         workers: train this many λ at once, each in its own process on one thread (a registry model
             only: each process loads it by name). A tiny model's steps are too small to split over
             threads, so on 2 cores two processes train two λ in the time of one; the policies are the
-            same as trained one after another (each run is seeded by its config).
+            same as trained one after another (each run is seeded by its config). The processes are
+            spawned, so a script that calls this with `workers` > 1 must do so under
+            `if __name__ == "__main__":` (Python's rule for spawned processes: they import the script).
     """
     values = list(strengths)
     if not values or any(not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in values):

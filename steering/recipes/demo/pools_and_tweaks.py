@@ -81,9 +81,8 @@ POSITIVE_WORDS = [
     "enjoy",
 ]
 SAMPLES_PER_START = 4
-PPLM_SAMPLES_PER_START = (
-    1  # its gradient steps cost about 10× per token (BENCHMARKS.md): a quarter of the samples
-)
+# PPLM's gradient steps cost about 10× per token (BENCHMARKS.md): a quarter of the table's samples.
+PPLM_SAMPLES_PER_START = 1
 # RL against the same reward, trained on openings of its own (none of STARTS): a point on the same table.
 RL_OPENINGS = [
     "Yesterday I went to the market and",

@@ -72,7 +72,11 @@ def run_demo(
     on_section: Callable[[SectionEvent], None] | None = None,
     sections: Sequence[DemoSection] = SECTIONS,
 ) -> DemoResult:
-    """Run every section on the built-in questions, writing `out_dir/report.html` after each."""
+    """Run every section on the built-in questions, writing `out_dir/report.html` after each.
+
+    The conditioning section trains its tiny-model policies in two spawned processes: in a script, call
+    this under `if __name__ == "__main__":` (`steer demo` does).
+    """
     questions = builtin_questions()[:limit] if limit else builtin_questions()
     context = DemoContext(
         model, out_dir, questions, limit=limit, max_new_tokens=max_new_tokens, seed=seed, progress=progress
