@@ -10,6 +10,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (its own browser download is not reachable here). The page
+    tests FAIL without it: a skipped browser test would read as a pass."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail(
+            "Debian's `chromium` is not on PATH, and the page tests (reports, the annotation app) open pages "
+            "in it. Install it with `sudo apt-get install -y chromium` (`make install` does this when run "
+            "as root).",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
 def tiny():
     from steering.models import load_model
 

@@ -8,11 +8,9 @@ file left behind (not even a temporary one).
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from steer_runs import run_steer
 
 from steering.cli.control_options import unescape
-from steering.cli.main import main
 from steering.controls import SoftPrompt, SteeringVector, build_steering_vector, load_words
 from steering.errors import InputFormatError, InvalidArgument, ModelLoadError, SteeringError
 from steering.models import load_model
@@ -35,20 +33,6 @@ NOT_UTF8 = "café".encode("latin-1")  # b"caf\xe9": valid Latin-1, invalid UTF-8
 
 def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def run_steer(monkeypatch, capsys, args: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
-    """`steer ARGS` in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["steer", *args])
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    code: int | str | None = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code
-    captured = capsys.readouterr()
-    return int(code or 0), captured.out, captured.err
 
 
 @pytest.fixture(scope="session")

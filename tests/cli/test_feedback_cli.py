@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
 from itertools import combinations
 
 import pytest
+from steer_runs import steer_process
 
 from steering.cli.main import main
 from steering.feedback.store import FeedbackStore
 
-
-def steer(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "steering", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        input="",
-    )
+steer = steer_process
 
 
 def _failed_cleanly(result: subprocess.CompletedProcess, fragment: str) -> None:

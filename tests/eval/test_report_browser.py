@@ -8,15 +8,12 @@ test FAILS (a skipped browser test would read as a pass): install it with `sudo 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from steering.eval.report import (
     Point,
@@ -30,11 +27,6 @@ from steering.eval.report import (
     xy_chart_svg,
 )
 
-MISSING = (
-    "Debian's `chromium` is not on PATH, and the report tests open pages in it. "
-    "Install it with `sudo apt-get install -y chromium` (`make install` does this when run as root)."
-)
-
 # For each chart: its size, and how far its legend and marked points stick out of it (0 when inside).
 MEASURE = """svgs => svgs.map(svg => {
   const box = svg.getBoundingClientRect();
@@ -45,17 +37,6 @@ MEASURE = """svgs => svgs.map(svg => {
   });
   return {width: box.width, height: box.height, parts: parts.length, out: Math.max(0, ...out)};
 })"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(MISSING, pytrace=False)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def _open(browser: Browser, path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from steer_runs import run_steer
 
 from steering.feedback.app import create_app, serve_in_thread
 from steering.feedback.app_input import BadAnswer, parse_answer, parse_json_body
@@ -302,17 +303,7 @@ def test_tokens_when_required_and_on_an_open_app(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the command
 def steer(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`steer ARGS` in-process (as a user runs it, through `main`): exit code, stdout, stderr."""
-    from steering.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["steer", *args])
-    code: int | str | None = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code
-    captured = capsys.readouterr()
-    return int(code or 0), captured.out, captured.err
+    return run_steer(monkeypatch, capsys, list(args))
 
 
 def test_the_command_refuses_open_non_loopback_addresses_and_missing_files(tmp_path, monkeypatch, capsys):

@@ -9,33 +9,17 @@ test FAILS (a skipped browser test would read as a pass): install it with `sudo 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
 from steering.feedback.app import create_app, serve_in_thread
 from steering.feedback.store import FeedbackStore
 
-MISSING = (
-    "Debian's `chromium` is not on PATH, and the annotation app tests open pages in it. "
-    "Install it with `sudo apt-get install -y chromium` (`make install` does this when run as root)."
-)
 TITLE_SCRIPT = "<script>document.title = 'pwned'</script>"
 IMAGE_SCRIPT = "<img src=x onerror=\"document.title = 'pwned'\">"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(MISSING, pytrace=False)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from steer_runs import steer_process
 
 from steering.controls import Adapter, classify
 from steering.errors import InvalidArgument
@@ -369,16 +367,7 @@ def test_gemma_base_judge_reads_a_prompt(gemma32):
 # ---------------------------------------------------------------------------------------------- steer judge
 
 
-def steer(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "steering", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        input="",
-    )
+steer = steer_process
 
 
 def test_steer_judge_writes_judgments_that_export_and_continues(tmp_path):
