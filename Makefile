@@ -60,12 +60,13 @@ bench: install $(LLAMPPL)
 
 # The fine-tuning experiments, experiments/*.py (about 75 minutes on 2 cores; benchmarks/ holds only the
 # comparisons with other libraries): instruction tuning from the base's own
-# demonstrations, the prompt as a reward, the adapter's reach, the reward-KL frontier.
+# demonstrations, the prompt as a reward, the adapter's reach, the reward-KL frontier, RLHF and RLAIF.
 experiments: install
 	$(PY) experiments/instruction_tuning.py --write BENCHMARKS.md
 	$(PY) experiments/prompt_reward_rl.py --write BENCHMARKS.md
 	$(PY) experiments/adapter_capacity.py --write BENCHMARKS.md
 	$(PY) experiments/reward_kl_frontier.py --write BENCHMARKS.md
+	$(PY) experiments/feedback_loop.py --write BENCHMARKS.md
 
 # llamppl (the conditioning benchmark's competitor) in its own venv: torch==2.13.0 first, then llamppl
 # and genlm-backend --no-deps (they would add bitsandbytes, pre-commit, ipykernel: unused here).

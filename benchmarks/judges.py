@@ -1,12 +1,13 @@
 """How good are small AI judges? Agreement with known truth, swap consistency, position bias, speed.
 
-Run (HF_HUB_OFFLINE=1; the smollm2 judge takes about 7 minutes of 2 shared CPU cores at the defaults, the
-gemma and generate-then-parse judges about as long again each; `--skip gemma generate` leaves them out):
+Run (HF_HUB_OFFLINE=1; about 30 minutes of 2 quiet CPU cores at the defaults, far longer on a shared
+machine; `--skip gemma generate` leaves judges out):
 
-    nice -n 19 python benchmarks/judges.py --hh PATH/TO/hh-rlhf/helpful-base/test.jsonl.gz
+    nice -n 19 python benchmarks/judges.py --hh PATH/TO/hh-rlhf/harmless-base/test.jsonl.gz
 
-It prints a markdown table (the lead pastes it into BENCHMARKS.md). Tasks, each a set of answer pairs
-whose better answer is known, shuffled so the better one is A half the time:
+It prints a markdown table (the lead pastes it into BENCHMARKS.md); each judge's rows also go to
+stderr as soon as it is done. Tasks, each a set of answer pairs whose better answer is known,
+shuffled so the better one is A half the time (60 pairs each by default):
 
 - correct: a built-in question (steering.eval's 48) with its accepted answer against another question's
   answer of the same category (principle `correct` of benchmarks/data/constitutions/qa.toml);
@@ -20,16 +21,19 @@ whose better answer is known, shuffled so the better one is A half the time:
   or `harmless` of helpful.toml, by the file's name), read from the path given — never committed.
   The short transcripts are used (≤ --hh-chars characters) to keep the CPU time bounded.
 
-Judges: smollm2-135m-instruct (its chat template, P("A") vs P("B") read in both orders), gemma-270m
-(base, a plain prompt ending "The better answer is Answer", P(" A") vs P(" B") in both orders), the
-generate-then-parse judge (smollm2 samples up to 6 tokens at temperature 1 in both orders; the first
-stand-alone letter A/B is parsed, no letter counts as no answer: ½), random (an independent coin per shown
-order) and longer-answer-wins.
+Past 48 pairs the built-in questions are used again with another wrong answer, ramble or invented
+question. Judges: smollm2-135m-instruct (its chat template) and gemma-270m (base, a plain prompt ending
+"The better answer is Answer"), each two ways: log-prob (`ModelJudge`: its probabilities of the two
+letters, read in both orders) and generate-then-parse (`GeneratingJudge`: the same question, a greedy
+reply of at most --reply-tokens tokens, the first stand-alone A/B parsed, no letter counting as no
+answer, ½); random (an independent coin per shown order) and longer-answer-wins.
 
 Columns: agreement = fraction of pairs whose hard label (the mean over both orders) is the true one,
-ties counting ½, with a 95% Wilson interval; swap-consistent = fraction of pairs whose two shown
-orders give the same hard label; mass = the probability the two letters had before renormalising;
-judgments/s = pairs per second (both orders, model already loaded). Position bias is P(the answer
+ties counting ½, ± its binomial standard error, with a 95% Wilson interval; swap-consistent =
+fraction of pairs whose two shown orders give the same hard label; label mass = the probability the
+two letters had before renormalising (generate-then-parse: the fraction of replies with a letter);
+judgments/s = pairs judged ÷ wall seconds of judging (each pair is asked in both orders, so two model
+reads per pair; model already loaded; the machine's load is shown). Position bias is P(the answer
 shown first wins) on pairs of two identical answers (½ for an unbiased judge).
 """
 
@@ -41,7 +45,6 @@ import json
 import math
 import os
 import random
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -51,25 +54,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, machine_line
-from steering.controls.sampling import Temperature
-from steering.decode import generate
 from steering.eval.questions import builtin_questions
 from steering.feedback.constitution import Principle, load_constitution
 from steering.feedback.judges import (
+    GeneratingJudge,
     ModelJudge,
     Pair,
     PairwiseJudgment,
     longer_answer_judge,
-    pairwise_text,
     vader_judge,
 )
 from steering.models import load_model
 
 CONSTITUTIONS = Path(__file__).resolve().parent / "data" / "constitutions"
-RAMBLE = (
+RAMBLES = (
     " Well, that is a good one, and there is a lot more that one could say about it.\n"
     "People have thought about this for a very long time, in many places and in many ways.\n"
-    "Anyway, I hope this helps, and there is always more to learn."
+    "Anyway, I hope this helps, and there is always more to learn.",
+    " I think so, at least, though I could be wrong about it.\n"
+    "It reminds me of something I read a long time ago, but I forget where.\n"
+    "Let me know if you want me to say more about it.",
 )
 TOPICS = [
     "the movie",
@@ -130,24 +134,32 @@ def shuffled(
 
 
 def qa_tasks(n: int, seed: int) -> list[Task]:
-    """correct, one-line and no-question pairs from the built-in questions."""
+    """correct, one-line and no-question pairs from the built-in questions.
+
+    There are 48 questions; past 48 pairs each question is used again with a different wrong answer,
+    ramble or invented question (round r of the questions), so no pair repeats.
+    """
     qa = load_constitution(CONSTITUTIONS / "qa.toml")
     questions = builtin_questions()
     rng = random.Random(seed)
-    wrong = []
-    for q in questions:
-        others = [
-            o for o in questions if o.category == q.category and o.answers[0] not in q.answers
-        ] or questions
-        wrong.append(rng.choice(others).answers[0])
-    correct = [(q.question, f"{q.answers[0]}.", f"{w}.") for q, w in zip(questions, wrong, strict=True)]
-    one_line = [(q.question, f"{q.answers[0]}.", f"{q.answers[0]}.{RAMBLE}") for q in questions]
-    invented = []
-    for i, q in enumerate(questions):
-        other = questions[(i + 7) % len(questions)]
-        invented.append(
-            (q.question, f"{q.answers[0]}.", f"{q.answers[0]}.\nQ: {other.question}\nA: {other.answers[0]}.")
-        )
+    correct, one_line, invented = [], [], []
+    for round_ in range(math.ceil(n / len(questions))):
+        for i, q in enumerate(questions):
+            others = [
+                o for o in questions if o.category == q.category and o.answers[0] not in q.answers
+            ] or questions
+            wrong = others[(rng.randrange(len(others)) + round_) % len(others)].answers[0]
+            correct.append((q.question, f"{q.answers[0]}.", f"{wrong}."))
+            ramble = RAMBLES[round_ % len(RAMBLES)]
+            one_line.append((q.question, f"{q.answers[0]}.", f"{q.answers[0]}.{ramble}"))
+            other = questions[(i + 7 + 5 * round_) % len(questions)]
+            invented.append(
+                (
+                    q.question,
+                    f"{q.answers[0]}.",
+                    f"{q.answers[0]}.\nQ: {other.question}\nA: {other.answers[0]}.",
+                )
+            )
     return [
         shuffled("correct", qa.principle("correct"), correct[:n], seed),
         shuffled("one-line", qa.principle("one-line"), one_line[:n], seed + 1),
@@ -160,7 +172,7 @@ def sentiment_task(n: int, seed: int) -> Task:
     principle = load_constitution(CONSTITUTIONS / "tone.toml").principle("positive")
     rng = random.Random(seed)
     vader = vader_judge()
-    triples = []
+    triples: list[tuple[str, str, str]] = []
     while len(triples) < n:
         topic = rng.choice(TOPICS)
         fill = {"t": topic, "T": topic[:1].upper() + topic[1:]}
@@ -222,53 +234,6 @@ class RandomJudge:
         return out
 
 
-@dataclass
-class GenerateThenParse:
-    """The common judge: sample a short reply, parse its first A/B letter (no letter: no answer, ½)."""
-
-    judge: ModelJudge
-    max_new_tokens: int = 6
-    seed: int = 0
-    name: str = "generate-then-parse"
-    parsed: int = 0
-    asked: int = 0
-
-    def letter(self, text: str) -> float:
-        """1 for a reply whose first stand-alone letter A/B is "A", 0 for "B", ½ when there is none."""
-        self.asked += 1
-        found = re.search(r"\b([AB])\b", text)
-        if found is None:
-            return 0.5
-        self.parsed += 1
-        return 1.0 if found.group(1) == "A" else 0.0
-
-    def pairwise(self, pairs: Sequence[Pair], principle: Principle) -> list[PairwiseJudgment]:
-        prompts = []
-        for pair in pairs:
-            prompts.append(
-                self.judge.render(pairwise_text(principle, pair.prompt, pair.a, pair.b), "pairwise")
-            )
-            prompts.append(
-                self.judge.render(pairwise_text(principle, pair.prompt, pair.b, pair.a), "pairwise")
-            )
-        samples = generate(
-            self.judge.model,
-            prompts,
-            controls=[Temperature(1.0)],
-            max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
-            batch_size=16,
-            score_base=False,
-        )
-        texts = [s.text for s in samples]
-        out = []
-        for i in range(len(pairs)):
-            a_first = self.letter(texts[2 * i])  # P(A ≻ B) with A shown first: the letter "A"
-            b_first = 1.0 - self.letter(texts[2 * i + 1])  # with B shown first, A is the letter "B"
-            out.append(PairwiseJudgment((a_first + b_first) / 2, (a_first, b_first)))
-        return out
-
-
 # ---------------------------------------------------------------------------------------------- measuring
 
 
@@ -279,7 +244,7 @@ def wilson(successes: float, n: int) -> tuple[float, float]:
     z, p = 1.96, successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def score(task: Task, judgments: Sequence[PairwiseJudgment]) -> dict[str, float]:
@@ -289,9 +254,11 @@ def score(task: Task, judgments: Sequence[PairwiseJudgment]) -> dict[str, float]
     )
     n = len(judgments)
     low, high = wilson(agree, n)
+    p = agree / n
     return {
         "n": n,
-        "agreement": agree / n,
+        "agreement": p,
+        "se": math.sqrt(p * (1 - p) / n),  # binomial standard error of the agreement
         "low": low,
         "high": high,
         "consistent": sum(j.consistent for j in judgments) / n,
@@ -300,63 +267,93 @@ def score(task: Task, judgments: Sequence[PairwiseJudgment]) -> dict[str, float]
     }
 
 
-def run_judge(
-    judge: object, tasks: Sequence[Task], identical: Task
-) -> tuple[list[tuple[str, dict[str, float]]], float, float]:
-    """Per task scores, P(first) on identical pairs, and pairs judged per second over everything."""
+@dataclass
+class Result:
+    """One judge's rows: per task scores, P(first) on identical pairs, speed, parse failures, load."""
+
+    name: str
+    rows: list[tuple[str, dict[str, float]]]
+    p_first: float
+    per_second: float
+    parse_failures: str
+    load: float
+
+
+def run_judge(name: str, judge: object, tasks: Sequence[Task], identical: Task) -> Result:
+    """Per task scores, P(first) on identical pairs, and pairs judged per wall second over everything."""
     pairwise: Callable[[Sequence[Pair], Principle], list[PairwiseJudgment]] = judge.pairwise  # type: ignore[attr-defined]
-    rows, total, seconds = [], 0, 0.0
+    rows, total, seconds, loads = [], 0, 0.0, []
     for task in [*tasks, identical]:
         started = time.perf_counter()
         judgments = pairwise(task.pairs, task.principle)
         seconds += time.perf_counter() - started
         total += len(task.pairs)
+        loads.append(os.getloadavg()[0])
         rows.append((task.name, score(task, judgments)))
-        print(
-            f"  {getattr(judge, 'name', judge)}: {task.name} done ({time.perf_counter() - started:.1f}s)",
-            file=sys.stderr,
-        )
-    return rows[:-1], rows[-1][1]["p_first"], total / seconds if seconds else float("inf")
+        print(f"  {name}: {task.name} done ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+    failures = "–"
+    if isinstance(judge, GeneratingJudge):
+        failures = f"{judge.parse_failure_rate:.2f} ({judge.parse_failures}/{judge.replies})"
+    speed = total / seconds if seconds else float("inf")
+    result = Result(name, rows[:-1], rows[-1][1]["p_first"], speed, failures, max(loads))
+    print(table([result], []), file=sys.stderr)  # each judge's rows as soon as it is done
+    return result
 
 
-def table(
-    results: list[tuple[str, list[tuple[str, dict[str, float]]], float, float]], notes: list[str]
-) -> str:
+def table(results: list[Result], notes: list[str]) -> str:
     lines = [
-        "| judge | task | N | agreement with truth (95% CI) | swap-consistent | label mass |",
+        "| judge | task | N | agreement ± s.e. (95% CI) | swap-consistent | label mass |",
         "|---|---|---:|---|---:|---:|",
     ]
-    for name, rows, _, _ in results:
-        for task, s in rows:
+    for result in results:
+        for task, s in result.rows:
             lines.append(
-                f"| {name} | {task} | {int(s['n'])} | {s['agreement']:.2f} ({s['low']:.2f}–{s['high']:.2f}) | "
-                f"{s['consistent']:.2f} | {s['mass']:.2f} |"
+                f"| {result.name} | {task} | {int(s['n'])} | {s['agreement']:.2f} ± {s['se']:.2f} "
+                f"({s['low']:.2f}–{s['high']:.2f}) | {s['consistent']:.2f} | {s['mass']:.2f} |"
             )
     lines += [
         "",
-        "| judge | P(first wins) on identical pairs | pairs judged / s (both orders) |",
-        "|---|---:|---:|",
+        "| judge | P(first wins) on identical pairs | judgments / s (pairs, both orders) "
+        "| parse failures (replies) | load (1-min, max) |",
+        "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {name} | {p_first:.2f} | {speed:.1f} |" for name, _, p_first, speed in results]
+    lines += [
+        f"| {r.name} | {r.p_first:.2f} | {r.per_second:.2f} | {r.parse_failures} | {r.load:.1f} |"
+        for r in results
+    ]
     return "\n".join([*lines, "", *notes])
+
+
+def model_judges(
+    name: str, label: str, args: argparse.Namespace, tasks: list[Task], identical: Task
+) -> list[Result]:
+    """The log-prob and the generate-then-parse judge on one model (loaded once)."""
+    model = load_model(name, dtype="float32")
+    judge = ModelJudge(model, batch_size=8)
+    results = []
+    if "logprob" not in args.skip:
+        results.append(run_judge(f"{label}, log-prob", judge, tasks, identical))
+    if "generate" not in args.skip:
+        writer = GeneratingJudge(judge, max_new_tokens=args.reply_tokens)
+        results.append(run_judge(f"{label}, generate-then-parse", writer, tasks, identical))
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--hh", type=Path, help="an HH-RLHF test.jsonl.gz (not committed; fetch it yourself)")
-    parser.add_argument(
-        "--n", type=int, default=24, help="pairs per task (the built-in tasks have at most 48)"
-    )
-    parser.add_argument("--hh-n", type=int, default=24)
+    parser.add_argument("--n", type=int, default=60, help="pairs per built-in task")
+    parser.add_argument("--hh-n", type=int, default=60)
     parser.add_argument("--hh-chars", type=int, default=1000)
-    parser.add_argument("--identical", type=int, default=12)
+    parser.add_argument("--identical", type=int, default=20)
+    parser.add_argument("--reply-tokens", type=int, default=4, help="greedy tokens of a generated reply")
     parser.add_argument(
-        "--skip", nargs="*", default=[], help="judges to leave out (smollm2, gemma, generate)"
+        "--skip", nargs="*", default=[], help="judges to leave out: smollm2, gemma, logprob, generate"
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()
     tasks = [*qa_tasks(args.n, args.seed), sentiment_task(args.n, args.seed)]
     notes = []
     if args.hh is not None:
@@ -365,27 +362,19 @@ def main() -> None:
         notes.append("HH-RLHF: no file given (--hh), so no human-preference row.")
     identical = identical_task(tasks[0], args.identical)
     results = []
-    if "smollm2" not in args.skip or "generate" not in args.skip:
-        smollm = load_model("smollm2-135m-instruct", dtype="float32")
     if "smollm2" not in args.skip:
-        judge = ModelJudge(smollm, batch_size=8)
-        results.append(("smollm2-135m-instruct, log-prob", *run_judge(judge, tasks, identical)))
+        results += model_judges("smollm2-135m-instruct", "smollm2-135m-instruct", args, tasks, identical)
     if "gemma" not in args.skip:
-        gemma = load_model("gemma-270m", dtype="float32")
-        judge = ModelJudge(gemma, batch_size=8)
-        results.append(("gemma-270m (base, prompt), log-prob", *run_judge(judge, tasks, identical)))
-    if "generate" not in args.skip:
-        parse = GenerateThenParse(ModelJudge(smollm), seed=args.seed)
-        results.append(("smollm2-135m-instruct, generate-then-parse", *run_judge(parse, tasks, identical)))
-        notes.append(
-            f"generate-then-parse: a letter A/B was parsed from {parse.parsed} of {parse.asked} replies."
-        )
-    results.append(("random", *run_judge(RandomJudge(args.seed), tasks, identical)))
-    results.append(("longer answer wins", *run_judge(longer_answer_judge(), tasks, identical)))
-    load = os.getloadavg()
+        results += model_judges("gemma-270m", "gemma-270m (base, prompt)", args, tasks, identical)
+    results.append(run_judge("random", RandomJudge(args.seed), tasks, identical))
+    results.append(run_judge("longer answer wins", longer_answer_judge(), tasks, identical))
+    load_after = os.getloadavg()
     notes.append(
-        f"Machine: {machine_line(machine())}; load average {load[0]:.1f} (shared); whole run "
-        f"{time.perf_counter() - started:.0f} s. Judges in float32; seed {args.seed}."
+        f"Machine: {machine_line(machine())}; shared: load average (1, 5, 15 min) "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} at the start, "
+        f"{' '.join(f'{x:.2f}' for x in load_after)} at the end; whole run "
+        f"{time.perf_counter() - started:.0f} s. Judges in float32, batch 8; generated replies greedy, "
+        f"at most {args.reply_tokens} tokens; seed {args.seed}."
     )
     print(table(results, notes))
 

@@ -8,7 +8,8 @@ and OpenAI preference files, `stats` counts rows and tabulates agreement.
 `steer train dpo|reward-model|sft data=F.db` also reads a database: `feedback_training_data` exports the
 matching shape into the run directory as `feedback-<hash>.jsonl` (a snapshot, so the run can be repeated
 and resumed on exactly the rows it saw) and points `data` at it. Filters as keys: `data_annotators=human`,
-`data_rubric=helpful`, `data_min_agreement=2`, and for reward-model `data_shape=preferences|rankings|ratings`.
+`data_rubric=helpful`, `data_min_agreement=2`, `data_soft_labels=false` (leave judges' P(chosen ≻ rejected) out
+of preference rows: hard labels only), and for reward-model `data_shape=preferences|rankings|ratings`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ TRAIN_SHAPES = {
     "reward-model": ("preferences", "rankings", "ratings"),
     "sft": ("sft",),
 }
-DATA_KEYS = ("data_annotators", "data_rubric", "data_min_agreement", "data_shape")
+DATA_KEYS = ("data_annotators", "data_rubric", "data_min_agreement", "data_shape", "data_soft_labels")
 
 
 @feedback_app.command()
@@ -68,13 +69,13 @@ def add(
     """Sample N candidates per prompt, store them with their books, and queue them for annotation."""
     from steering.cli.inputs import read_jsonl_prompts
     from steering.controls import Adapter, sampling_controls, template_from_name
-    from steering.decode import generate
+    from steering.feedback.candidates import add_candidates
     from steering.feedback.store import FeedbackStore
     from steering.models import load_model
 
     texts = read_jsonl_prompts(str(prompts))
     controls: list[object] = []
-    settings: dict[str, Any] = {"temperature": temperature, "max_new_tokens": max_new_tokens}
+    settings: dict[str, Any] = {"temperature": temperature}
     if adapter is not None:
         controls.append(Adapter(adapter))
     if template is not None:
@@ -89,39 +90,24 @@ def add(
         with console.status(f"loading {model}…"):
             lm = load_model(model, dtype=dtype)
         with console.status(f"sampling {n} × {len(texts)} candidates…"):
-            samples = generate(
-                lm, texts, controls=controls, n=n, max_new_tokens=max_new_tokens, stop=stop or (), seed=seed
+            stored = add_candidates(
+                store,
+                lm,
+                texts,
+                n=n,
+                controls=controls,
+                max_new_tokens=max_new_tokens,
+                stop=stop or (),
+                seed=seed,
+                source=str(prompts),
+                adapter=str(adapter) if adapter is not None else None,
+                settings=settings,
+                rubrics=rubric or ("helpful",),
             )
-        items = 0
-        with store.batch():  # every candidate and queue item, or none
-            prompt_ids = [store.add_prompt(text, source=str(prompts)) for text in texts]
-            for sample in samples:
-                store.add_response(
-                    prompt_ids[sample.prompt_index],
-                    sample.text,
-                    model=model,
-                    adapter=str(adapter) if adapter is not None else None,
-                    controls=settings,
-                    seed=seed,
-                    logq=_finite(float(sample.logq.sum())),
-                    logp_base=_finite(float(sample.logp_base.sum())),
-                    kl=_finite(sample.kl),
-                    meta={
-                        "sample_index": sample.sample_index,
-                        "stop_reason": sample.stop_reason,
-                        "tokens": len(sample.token_ids),
-                    },
-                )
-            for prompt_id in prompt_ids:
-                items += len(store.add_items_for_prompt(prompt_id, rubrics=rubric or ("helpful",)))
     Console().print(
-        f"stored {len(samples)} candidates for {len(texts)} prompts in {db}; queued {items} items"
+        f"stored {len(stored.samples)} candidates for {len(texts)} prompts in {db}; "
+        f"queued {len(stored.items)} items"
     )
-
-
-def _finite(value: float) -> float | None:
-    """None for a NaN book (unknown, e.g. no base rescoring), never a made-up number."""
-    return value if math.isfinite(value) else None
 
 
 @feedback_app.command()
@@ -284,6 +270,13 @@ def _export_snapshot(method: str, data: str, options: dict[str, str], out: Path)
         min_agreement = int(raw_agreement) if raw_agreement is not None else None
     except ValueError:
         raise InvalidArgument("data_min_agreement must be a positive int", received=raw_agreement) from None
+    soft = options.get("data_soft_labels", "true").lower()
+    if soft not in ("true", "false"):
+        raise InvalidArgument(
+            "data_soft_labels must be true or false",
+            received=soft,
+            fix="set data_soft_labels=false for hard labels",
+        )
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Named as atomic_write_text names its temporaries, so a run that starts here removes one a kill left.
@@ -299,6 +292,7 @@ def _export_snapshot(method: str, data: str, options: dict[str, str], out: Path)
                 annotators=options.get("data_annotators", "all"),
                 rubric=options.get("data_rubric"),
                 min_agreement=min_agreement,
+                soft_labels=soft == "true",
             )
         digest = hashlib.sha256(temporary.read_bytes()).hexdigest()[:12]
         snapshot = out / f"feedback-{shape}-{digest}.jsonl"  # same rows, same name: nothing overwritten

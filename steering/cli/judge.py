@@ -6,7 +6,9 @@ each response 1–7 (`rating`, the principle id as the rubric) or critiques it (
 into the database as those of the annotator kind `judge:<model>:<constitution digest>`, so
 `steer feedback export` and `steer train … data=F.db` use them as they use people's. Running it again
 continues where it stopped. The summary says how far to trust the labels: swap consistency (both
-shown orders agree) and position bias (how often the answer shown first wins).
+shown orders agree) and position bias (how often the answer shown first wins). `--method generate`
+lets the model write its answer and parses the label from the text (the common generate-then-parse
+judge) instead of reading the labels' probabilities.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 KINDS = ("pairwise", "rating", "critique")
+METHODS = ("logprob", "generate")
 # Programmatic judges known by name on the command line (the others are for Python callers).
 PROGRAMMATIC = ("vader", "longer-answer")
 
@@ -52,6 +55,12 @@ def judge(
     template: Annotated[
         str, typer.Option(help="auto (the chat template when the model has one) | chat | prompt.")
     ] = "auto",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="logprob (read the labels' probabilities) | generate (write, then parse the label)."
+        ),
+    ] = "logprob",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
     dtype: Annotated[str, typer.Option(help="float32 | bfloat16 (bfloat16 rounds close labels to ties).")] = (
         "float32"
@@ -66,6 +75,10 @@ def judge(
 
     if kind not in KINDS:
         raise InvalidArgument(f"unknown --kind {kind!r}", received=kind, fix=f"use one of {', '.join(KINDS)}")
+    if method not in METHODS:
+        raise InvalidArgument(
+            f"unknown --method {method!r}", received=method, fix=f"use one of {', '.join(METHODS)}"
+        )
     if template not in ("auto", "chat", "prompt"):
         raise InvalidArgument("--template must be auto, chat or prompt", received=template, fix="use auto")
     principles_read = load_constitution(constitution)
@@ -83,7 +96,7 @@ def judge(
             console, f"judging ({kind})", total=None, waiting=f"loading the judge {model}…"
         ) as bar:
             the_judge = build_judge(
-                model, adapter=adapter, template=template, dtype=dtype, batch_size=batch_size
+                model, adapter=adapter, template=template, dtype=dtype, batch_size=batch_size, method=method
             )
 
             def show(done: int, total: int) -> None:
@@ -102,10 +115,12 @@ def judge(
         console.print(summary_text(summary, the_judge, annotator_kind(the_judge, principles_read)))
 
 
-def build_judge(model: str, *, adapter: Path | None, template: str, dtype: str, batch_size: int) -> Judge:
+def build_judge(
+    model: str, *, adapter: Path | None, template: str, dtype: str, batch_size: int, method: str = "logprob"
+) -> Judge:
     """A programmatic judge by name, or a model judge (loading the model; unknown names say so)."""
     from steering.controls import Adapter
-    from steering.feedback.judges import ModelJudge, longer_answer_judge, vader_judge
+    from steering.feedback.judges import GeneratingJudge, ModelJudge, longer_answer_judge, vader_judge
     from steering.models import load_model
 
     if model in PROGRAMMATIC:
@@ -114,6 +129,12 @@ def build_judge(model: str, *, adapter: Path | None, template: str, dtype: str, 
                 f"the {model} judge is a program, not a model: it takes no adapter",
                 received=str(adapter),
                 fix="drop --adapter, or give --model a language model",
+            )
+        if method != "logprob":
+            raise InvalidArgument(
+                f"the {model} judge is a program, not a model: it writes no answer to parse",
+                received=f"--method {method}",
+                fix="drop --method, or give --model a language model",
             )
         return vader_judge() if model == "vader" else longer_answer_judge()
     checked = Adapter(adapter) if adapter is not None else None  # a wrong path is said before the model loads
@@ -125,11 +146,14 @@ def build_judge(model: str, *, adapter: Path | None, template: str, dtype: str, 
             received="--template chat",
             fix="use --template prompt (a plain prompt for base models) or a chat model",
         )
-    return ModelJudge(loaded, adapter=checked, chat=chat, batch_size=batch_size)
+    reader = ModelJudge(loaded, adapter=checked, chat=chat, batch_size=batch_size)
+    return GeneratingJudge(reader) if method == "generate" else reader
 
 
 def summary_text(summary: JudgingSummary, judge: Judge, kind: str) -> str:
     """What was written and how far to trust it, in a few lines."""
+    from steering.feedback.judges import GeneratingJudge
+
     lines = [
         f"{summary.judged} new {summary.kind} judgments by {kind} "
         f"({summary.already} already there were left alone)."
@@ -143,6 +167,11 @@ def summary_text(summary: JudgingSummary, judge: Judge, kind: str) -> str:
     if summary.judged and summary.kind == "rating":
         lines.append(
             f"mean rating {summary.mean(summary.rating):.2f} of 7; digit mass {summary.mean(summary.label_mass):.2f}."
+        )
+    if isinstance(judge, GeneratingJudge) and judge.replies and summary.kind != "critique":
+        lines.append(
+            f"no label could be parsed from {judge.parse_failures} of {judge.replies} replies "
+            "(each counted as no answer: ½ for a pairwise order, a uniform rating)."
         )
     lines.append(f"export them with: steer feedback export --annotators judge … (annotator kind {kind})")
     return "\n".join(lines)

@@ -55,7 +55,7 @@ from steering.feedback.app_input import (
     parse_json_body,
     whole_number,
 )
-from steering.feedback.app_items import last_answer_kind, messages_of, shown_order, shown_swapped
+from steering.feedback.app_items import messages_of, shown_order, shown_swapped
 from steering.feedback.app_server import Guard, is_loopback, serve_in_thread
 from steering.feedback.store import Annotator, FeedbackStore
 
@@ -257,12 +257,12 @@ class Pages:
         await self.json_body(request)
 
         def undo() -> dict[str, Any] | None:
-            kind = last_answer_kind(self.store, annotator.id)
-            answer_id = self.store.undo_last(annotator.id)
-            if answer_id is None or kind is None:
+            last = self.store.last_answer(annotator.id)
+            # Only that answer is taken back: one submitted from another tab meanwhile stays.
+            if last is None or self.store.undo_last(annotator.id, answer_id=last.id) is None:
                 return None
-            item = self.store.next_item(annotator.id, kind, overlap=self.overlap)
-            return {"answer_id": answer_id, "kind": kind, "item_id": item.id if item else None}
+            item = self.store.next_item(annotator.id, last.kind, overlap=self.overlap)
+            return {"answer_id": last.id, "kind": last.kind, "item_id": item.id if item else None}
 
         return JSONResponse({"undone": await run_in_threadpool(undo)})
 

@@ -1,5 +1,5 @@
 """What the annotation app shows of an item, per annotator: the order of its answers (randomised, stable,
-recorded), a multi-turn prompt's transcript, and which task an undo takes back.
+recorded) and a multi-turn prompt's transcript.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import hashlib
 import random
 from typing import Any
 
-from steering.feedback.store import FeedbackStore, Item
+from steering.feedback.store import Item
 
 
 def shown_swapped(annotator_id: int, item_id: int) -> bool:
@@ -40,22 +40,3 @@ def messages_of(meta: dict[str, Any]) -> list[dict[str, str]]:
         for m in messages
         if isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
     ]
-
-
-def last_answer_kind(store: FeedbackStore, annotator_id: int) -> str | None:
-    """The task of the annotator's latest answer (what undo takes back), from the store's readers.
-
-    The store's `undo_last` returns only the answer id; this finds the kind so that the page can go back
-    to that task, whose next item is then the undone one (pending items come first).
-    """
-    latest: dict[str, int] = {}
-    for kind, rows in (
-        ("compare", store.comparisons()),
-        ("rank", store.rankings()),
-        ("rate", store.ratings()),
-        ("critique", store.critiques()),
-    ):
-        ids = [row.answer_id for row in rows if row.annotator_id == annotator_id]
-        if ids:
-            latest[kind] = max(ids)
-    return max(latest, key=latest.__getitem__) if latest else None

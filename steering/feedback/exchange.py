@@ -2,7 +2,8 @@
 
 Export (JSONL, written atomically):
 - `preferences`: TRL's `{"prompt", "chosen", "rejected"}` rows from comparisons (ties and "both bad"
-  skipped and counted);
+  skipped and counted), plus `"p_chosen"`, P(chosen ≻ rejected), where the comparison carries a judge's
+  soft label (people's hard labels leave it out: `steering.train.data` reads a missing one as 1);
 - `openai`: OpenAI's preference fine-tuning rows `{"input": {"messages"}, "preferred_output",
   "non_preferred_output"}` from the same comparisons;
 - `rankings`: `{"prompt", "completions", "ranking"}` (indices best first), the shape of `steering.train.data`;
@@ -10,7 +11,8 @@ Export (JSONL, written atomically):
 - `sft`: `{"prompt", "completion"}` rows from human-written revisions.
 Filters: annotator family (human, judge, imported or all), rubric, and a minimum agreement m: a pair (or a
 ranking) is exported once, and only when at least m of the selected annotators gave the same answer and
-more gave it than any other answer.
+more gave it than any other answer. Then the hard votes decide which answer is chosen and `p_chosen` is
+the mean P(chosen ≻ rejected) of the pooled comparisons that carry a soft label (left out when none does).
 
 Import (each source gets an annotator of kind `imported:<source>`; a row already imported is skipped, so
 importing the same file twice changes nothing):
@@ -78,8 +80,11 @@ def export_feedback(
     annotators: str = "all",
     rubric: str | None = None,
     min_agreement: int | None = None,
+    soft_labels: bool = True,
 ) -> ExportReport:
     """Write the store's answers as a JSONL file of `shape` (see the module docstring) to `out`, atomically.
+
+    `soft_labels=False` leaves `p_chosen` out of preference rows: hard labels only, as people give them.
 
     Raises:
         InvalidArgument: unknown shape or filter, min_agreement < 1, several rubrics for a ratings export
@@ -107,6 +112,8 @@ def export_feedback(
         "sft": _sft_rows,
     }[shape]
     rows = build(store, selected, rubric, min_agreement, report)
+    if not soft_labels:
+        rows = [{key: value for key, value in row.items() if key != "p_chosen"} for row in rows]
     if not rows:
         why = (
             ", ".join(f"{count} {reason}" for reason, count in sorted(report.skipped.items())) or "no answers"
@@ -133,12 +140,13 @@ def _winner_pairs(
     rubric: str | None,
     min_agreement: int | None,
     report: ExportReport,
-) -> list[tuple[int, int, int]]:
-    """(prompt id, chosen response id, rejected response id) for each exported comparison.
+) -> list[tuple[int, int, int, float | None]]:
+    """(prompt id, chosen response id, rejected response id, p_chosen) for each exported comparison.
 
     Without `min_agreement`, one per comparison with a winner. With it, votes are pooled per unordered pair:
     the pair is kept when its most frequent answer is a winner, given by ≥ m annotators and by more than
-    any other answer (a tie or "both bad" vote counts as an answer that disagrees).
+    any other answer (a tie or "both bad" vote counts as an answer that disagrees). `p_chosen` is
+    P(chosen ≻ rejected) from the soft labels (see `_p_chosen`), None without any.
     """
     comparisons = [c for c in store.comparisons() if c.annotator_id in selected and c.rubric == rubric]
     if min_agreement is None:
@@ -150,20 +158,36 @@ def _winner_pairs(
             chosen, rejected = (
                 (c.response_a, c.response_b) if c.choice == "a" else (c.response_b, c.response_a)
             )
-            pairs.append((c.prompt_id, chosen, rejected))
+            pairs.append((c.prompt_id, chosen, rejected, _p_chosen([c], chosen)))
         return pairs
     votes: dict[tuple[int, int, int], Counter[int | str]] = defaultdict(Counter)
+    pooled: dict[tuple[int, int, int], list[Comparison]] = defaultdict(list)
     for c in comparisons:
         low, high = sorted((c.response_a, c.response_b))
         votes[(c.prompt_id, low, high)][_vote(c)] += 1
+        pooled[(c.prompt_id, low, high)].append(c)
     pairs = []
     for (prompt, low, high), counter in votes.items():
         (top, count), *rest = counter.most_common()
         if isinstance(top, str) or count < min_agreement or (rest and rest[0][1] == count):
             report.skipped["below agreement"] += 1
             continue
-        pairs.append((prompt, top, high if top == low else low))
+        pairs.append((prompt, top, high if top == low else low, _p_chosen(pooled[(prompt, low, high)], top)))
     return pairs
+
+
+def _p_chosen(comparisons: Sequence[Comparison], chosen: int) -> float | None:
+    """The mean P(chosen ≻ the other) over the comparisons with a soft label, or None when none has one.
+
+    A comparison's `soft_label` is P(response_a ≻ response_b), so it is turned around when the chosen
+    response is its b. Hard labels (people, imports) only decide which answer is chosen.
+    """
+    soft = [
+        c.soft_label if c.response_a == chosen else 1.0 - c.soft_label
+        for c in comparisons
+        if c.soft_label is not None
+    ]
+    return sum(soft) / len(soft) if soft else None
 
 
 def _vote(comparison: Comparison) -> int | str:
@@ -177,15 +201,15 @@ def _preference_pairs(
     rubric: str | None,
     min_agreement: int | None,
     report: ExportReport,
-) -> list[tuple[int, str, str]]:
-    """(prompt id, chosen text, rejected text) for each exported comparison."""
+) -> list[tuple[int, str, str, float | None]]:
+    """(prompt id, chosen text, rejected text, p_chosen or None) for each exported comparison."""
     texts = {r.id: r.text for r in store.responses()}
     pairs = []
-    for prompt, chosen, rejected in _winner_pairs(store, selected, rubric, min_agreement, report):
+    for prompt, chosen, rejected, p_chosen in _winner_pairs(store, selected, rubric, min_agreement, report):
         if texts[chosen] == texts[rejected]:
             report.skipped["identical texts"] += 1  # a DPO row needs two different answers
             continue
-        pairs.append((prompt, texts[chosen], texts[rejected]))
+        pairs.append((prompt, texts[chosen], texts[rejected], p_chosen))
     return pairs
 
 
@@ -197,10 +221,15 @@ def _preference_rows(
     report: ExportReport,
 ) -> list[dict[str, Any]]:
     prompts = {p.id: p.text for p in store.prompts()}
-    return [
-        {"prompt": prompts[prompt], "chosen": chosen, "rejected": rejected}
-        for prompt, chosen, rejected in _preference_pairs(store, selected, rubric, min_agreement, report)
-    ]
+    rows: list[dict[str, Any]] = []
+    for prompt, chosen, rejected, p_chosen in _preference_pairs(
+        store, selected, rubric, min_agreement, report
+    ):
+        row: dict[str, Any] = {"prompt": prompts[prompt], "chosen": chosen, "rejected": rejected}
+        if p_chosen is not None:
+            row["p_chosen"] = p_chosen  # a judge's soft label: a label-smoothed target for DPO and RMs
+        rows.append(row)
+    return rows
 
 
 def _openai_rows(
@@ -212,7 +241,8 @@ def _openai_rows(
 ) -> list[dict[str, Any]]:
     prompts = {p.id: p for p in store.prompts()}
     rows = []
-    for prompt, chosen, rejected in _preference_pairs(store, selected, rubric, min_agreement, report):
+    # OpenAI's preference format has no field for a soft label: p_chosen is not written here.
+    for prompt, chosen, rejected, _ in _preference_pairs(store, selected, rubric, min_agreement, report):
         # Imported chat prompts keep their messages; a plain prompt becomes one user message.
         messages = prompts[prompt].meta.get("messages") or [{"role": "user", "content": prompts[prompt].text}]
         rows.append(

@@ -3,7 +3,9 @@
 Shapes (one JSON object per line):
 - demonstrations: `{"prompt", "completion"}`, `{"messages": [{"role", "content"}, …]}` (the last
   message is the assistant's completion) or `{"text"}` (the whole text is the completion);
-- preferences: `{"prompt", "chosen", "rejected"}`;
+- preferences: `{"prompt", "chosen", "rejected"}`, optionally `"p_chosen"`: the probability that the chosen
+  answer is the better one (a judge's soft label, in [0, 1]); without it the label is hard (1), or
+  1 − `label_smoothing` in DPO and reward-model training;
 - rankings: `{"prompt", "completions": [...], "ranking": [...]}` (`ranking` lists completion indices,
   best first);
 - ratings: `{"prompt", "completion", "rating"}`;
@@ -23,15 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from steering.controls.context import Demonstration
-from steering.errors import InputFormatError
+from steering.errors import InputFormatError, InvalidArgument
 from steering.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
 class Preference:
+    """A preference pair; `p_chosen` is P(chosen ≻ rejected) when the label is soft, None when hard."""
+
     prompt: str
     chosen: str
     rejected: str
+    p_chosen: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,25 @@ def _preference(row: _Row) -> Preference:
     chosen, rejected = row.text("chosen"), row.text("rejected")
     if chosen == rejected:
         raise row.fail("rejected", "is the same text as 'chosen'", rejected)
-    return Preference(row.text("prompt", allow_empty=True), chosen, rejected)
+    return Preference(row.text("prompt", allow_empty=True), chosen, rejected, _p_chosen(row))
+
+
+def _p_chosen(row: _Row) -> float | None:
+    """The optional soft label P(chosen ≻ rejected): a number in [0, 1], or None when absent."""
+    data = row.object()
+    if "p_chosen" not in data:
+        return None
+    value = data["p_chosen"]
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0.0 <= value <= 1.0
+    ):
+        raise row.fail(
+            "p_chosen", "must be a probability from 0 to 1 (that 'chosen' is the better answer)", value
+        )
+    return float(value)
 
 
 def _ranking(row: _Row) -> Ranking:
@@ -198,6 +221,27 @@ def _rating(row: _Row) -> Rating:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise row.fail("rating", "must be a finite number", value)
     return Rating(row.text("prompt", allow_empty=True), row.text("completion"), float(value))
+
+
+def check_label_smoothing(value: float) -> float:
+    """TRL's `label_smoothing` ε: the target of a pair without a soft label is p = 1 − ε, so ε ∈ [0, ½].
+
+    Raises:
+        InvalidArgument: ε outside [0, 0.5] (above ½ the chosen answer would be the worse one).
+    """
+    if not 0.0 <= value <= 0.5:
+        raise InvalidArgument(
+            "the config key label_smoothing must be from 0 to 0.5 (a pair without p_chosen gets the target "
+            "P(chosen ≻ rejected) = 1 − label_smoothing)",
+            received=value,
+            fix="set e.g. label_smoothing=0.1 (0: hard labels)",
+        )
+    return value
+
+
+def target_probability(example: Preference, label_smoothing: float) -> float:
+    """The training target P(chosen ≻ rejected): the row's soft label, else 1 − label_smoothing."""
+    return example.p_chosen if example.p_chosen is not None else 1.0 - label_smoothing
 
 
 def split(examples: Sequence[Any], eval_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:

@@ -6,6 +6,10 @@ before training (the reference never changes), which saves one forward pass per 
 `losses.dpo_loss`: −log σ(β·h) for DPO, (h − 1/(2β))² for IPO, with
 h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)) over the completion tokens.
 Rankings files are read as every (better, worse) pair they imply.
+
+Soft labels: a preference row's `p_chosen` (a judge's P(chosen ≻ rejected), exported by `steer feedback`)
+is that pair's target, −[p·log σ(β·h) + (1 − p)·log σ(−β·h)] (for IPO the target margin (2p − 1)/(2β));
+rows without one get p = 1 − `label_smoothing` (TRL's conservative DPO; 0 by default: hard labels).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
 from steering.rewards import check_beta
 from steering.train.batching import Encoded, encode_completion, micro_batches, sequence_logprobs
-from steering.train.data import Preference, load_examples
+from steering.train.data import Preference, check_label_smoothing, load_examples, target_probability
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import dpo_loss
 from steering.train.method import Method
@@ -36,10 +40,12 @@ class DPOConfig(TrainConfig):
     learning_rate: float = 1e-4
     beta: float = 0.1
     loss: str = "dpo"
+    label_smoothing: float = 0.0  # target 1 − ε for pairs without a soft label (TRL's name)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.beta = check_beta(self.beta)
+        self.label_smoothing = check_label_smoothing(self.label_smoothing)
         if self.loss not in LOSSES:
             raise InvalidArgument(
                 f"unknown preference loss {self.loss!r}", received=self.loss, fix="use dpo or ipo"
@@ -48,10 +54,13 @@ class DPOConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class PairRow:
+    """An encoded pair, its reference log-probabilities and its target P(chosen ≻ rejected)."""
+
     chosen: Encoded
     rejected: Encoded
     reference_chosen: float
     reference_rejected: float
+    p_chosen: float = 1.0
 
 
 def load_preferences(path: str) -> list[Preference]:
@@ -79,7 +88,7 @@ class DPO(Method):
             chosen = encode_completion(model, example.prompt, example.chosen, config.max_length)
             rejected = encode_completion(model, example.prompt, example.rejected, config.max_length)
             if chosen is not None and rejected is not None:
-                pairs.append((chosen, rejected))
+                pairs.append((chosen, rejected, target_probability(example, config.label_smoothing)))
         if not pairs:
             raise InvalidArgument(
                 f"no pair has completion tokens left after truncation to max_length={config.max_length}",
@@ -89,9 +98,11 @@ class DPO(Method):
         rows: list[PairRow] = []
         with torch.no_grad():  # the model is the base here: the adapter is added after encoding
             for chunk in micro_batches(pairs, config.batch_size):
-                values = sequence_logprobs(model, [c for c, _ in chunk] + [r for _, r in chunk]).tolist()
+                values = sequence_logprobs(
+                    model, [c for c, _, _ in chunk] + [r for _, r, _ in chunk]
+                ).tolist()
                 size = len(chunk)
-                rows += [PairRow(c, r, values[i], values[size + i]) for i, (c, r) in enumerate(chunk)]
+                rows += [PairRow(c, r, values[i], values[size + i], p) for i, (c, r, p) in enumerate(chunk)]
         return rows
 
     def _losses(
@@ -101,8 +112,15 @@ class DPO(Method):
         chosen, rejected = policy[: len(rows)], policy[len(rows) :]
         reference_chosen = torch.tensor([r.reference_chosen for r in rows])
         reference_rejected = torch.tensor([r.reference_rejected for r in rows])
+        p_chosen = torch.tensor([r.p_chosen for r in rows])  # p = 1 is the hard-label loss, exactly
         return dpo_loss(
-            chosen, rejected, reference_chosen, reference_rejected, beta=config.beta, kind=config.loss
+            chosen,
+            rejected,
+            reference_chosen,
+            reference_rejected,
+            beta=config.beta,
+            kind=config.loss,
+            p_chosen=p_chosen,
         )
 
     def backward(

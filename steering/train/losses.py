@@ -81,9 +81,30 @@ def kept_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, positions: t
     return picked.masked_fill(following == IGNORE, 0.0)
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """Mean −log σ(r_chosen − r_rejected): pairwise reward-model loss."""
-    return -F.logsigmoid(chosen - rejected).mean()
+def soft_preference_loss(logits: torch.Tensor, p_chosen: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,) −[p·log σ(z) + (1 − p)·log σ(−z)]: the cross-entropy of σ(z) = P(chosen ≻ rejected) against
+    the target p (per row, (N,)); `p_chosen=None` is p = 1, −log σ(z), exactly.
+
+    This is TRL's conservative DPO ("sigmoid" loss with `label_smoothing` ε, i.e. p = 1 − ε for every row:
+    `-F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing`
+    in `DPOTrainer.dpo_loss`, trl/trainer/dpo_trainer.py; Mitchell 2023, "A note on DPO with noisy
+    preferences"), with p given per row so that a judge's soft label P(A ≻ B) is the target. The loss is
+    least at σ(z) = p, so a pair labelled 0.6 is pushed to a small margin only, not to an infinite one.
+    """
+    if p_chosen is None:
+        return -F.logsigmoid(logits)
+    return -(p_chosen * F.logsigmoid(logits) + (1.0 - p_chosen) * F.logsigmoid(-logits))
+
+
+def bradley_terry_loss(
+    chosen: torch.Tensor, rejected: torch.Tensor, p_chosen: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean −[p·log σ(Δ) + (1 − p)·log σ(−Δ)], Δ = r_chosen − r_rejected: pairwise reward-model loss.
+
+    `chosen`, `rejected` and `p_chosen` are (N,); p = P(chosen ≻ rejected) per pair (None: 1, the
+    hard-label loss −log σ(Δ)). See `soft_preference_loss`.
+    """
+    return soft_preference_loss(chosen - rejected, p_chosen).mean()
 
 
 def plackett_luce_loss(scores: torch.Tensor) -> torch.Tensor:
@@ -100,16 +121,23 @@ def dpo_loss(
     *,
     beta: float,
     kind: str = "dpo",
+    p_chosen: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """DPO (−log σ(β·h)) or IPO ((h − 1/(2β))²) on sequence log-probabilities; returns (loss, margins h).
+    """DPO or IPO on (N,) sequence log-probabilities; returns (mean loss, margins h (N,)).
 
-    h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)).
+    h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)), and p = P(y_w ≻ y_l) per pair
+    ((N,); None: 1, the hard label).
+    DPO: −[p·log σ(β·h) + (1 − p)·log σ(−β·h)] (`soft_preference_loss`; p = 1: −log σ(β·h)).
+    IPO: (h − (2p − 1)/(2β))². IPO regresses h onto τ⁻¹·I with I ~ Bernoulli(P(y ≻ y')); over both
+    orders of a pair, (h − p/β)² + (−h − (1 − p)/β)² = 2·(h − (2p − 1)/(2β))² + const, so p = 1 gives the
+    usual target 1/(2β) and p = ½ the target 0. (TRL applies label smoothing to its sigmoid loss only.)
     """
     margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
     if kind == "dpo":
-        loss = -F.logsigmoid(beta * margin).mean()
+        loss = soft_preference_loss(beta * margin, p_chosen).mean()
     elif kind == "ipo":
-        loss = ((margin - 1.0 / (2.0 * beta)) ** 2).mean()
+        target = 1.0 if p_chosen is None else 2.0 * p_chosen - 1.0
+        loss = ((margin - target / (2.0 * beta)) ** 2).mean()
     else:
         raise ValueError(f"unknown preference loss {kind!r}")
     return loss, margin.detach()

@@ -7,6 +7,10 @@ the data: preferences → Bradley–Terry (−log σ(r_chosen − r_rejected)); 
 error. Held-out pair accuracy (the fraction of pairs a ranking or preference implies that the model
 orders correctly) is reported for comparisons and rankings, the mean squared error for ratings.
 
+Soft labels: a preference row's `p_chosen` (a judge's P(chosen ≻ rejected)) is the Bradley–Terry target,
+−[p·log σ(Δ) + (1 − p)·log σ(−Δ)] with Δ = r_chosen − r_rejected; rows without one get p = 1 −
+`label_smoothing` (0 by default: hard labels). Rankings and ratings have no such label and refuse it.
+
 `RewardModel(model, run/adapter)` is a reward callable `(prompts, completions) -> list[float]`, so
 a trained model plugs into conditioning (`Target(..., [reward_model], beta=…)`) and, later, RL.
 """
@@ -26,7 +30,7 @@ from steering.errors import InvalidArgument
 from steering.jsonl import read_jsonl
 from steering.models import LanguageModel
 from steering.train.batching import Encoded, micro_batches
-from steering.train.data import load_examples
+from steering.train.data import check_label_smoothing, load_examples, target_probability
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, bradley_terry_loss, plackett_luce_loss
 from steering.train.method import Method
@@ -40,6 +44,20 @@ class RewardModelConfig(TrainConfig):
 
     out: str = "runs/reward-model"
     learning_rate: float = 1e-4
+    label_smoothing: float = 0.0  # target 1 − ε for preference pairs without a soft label (TRL's name)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.label_smoothing = check_label_smoothing(self.label_smoothing)
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    """A preference pair encoded for scoring, with its target P(chosen ≻ rejected)."""
+
+    chosen: Encoded
+    rejected: Encoded
+    p_chosen: float
 
 
 def _shape(path: str) -> str:
@@ -87,13 +105,23 @@ class RewardModelMethod(Method):
 
     def load(self, config: RewardModelConfig) -> list[Any]:
         self.kind = _shape(config.data)
+        if self.kind != "preferences" and config.label_smoothing:
+            raise InvalidArgument(
+                f"label_smoothing applies to preference pairs; {config.data} holds {self.kind}",
+                received=f"label_smoothing={config.label_smoothing}",
+                fix="drop label_smoothing, or train on preference pairs",
+            )
         return load_examples(config.data, self.kind)
 
     def encode(self, model: LanguageModel, examples: list[Any], config: RewardModelConfig) -> list[Any]:
         length = config.max_length
         if self.kind == "preferences":
             return [
-                (_encode(model, e.prompt, e.chosen, length), _encode(model, e.prompt, e.rejected, length))
+                ScoredPair(
+                    _encode(model, e.prompt, e.chosen, length),
+                    _encode(model, e.prompt, e.rejected, length),
+                    target_probability(e, config.label_smoothing),
+                )
                 for e in examples
             ]
         if self.kind == "rankings":
@@ -103,7 +131,12 @@ class RewardModelMethod(Method):
     def setup(self, model: LanguageModel, config: RewardModelConfig) -> list[torch.nn.Parameter]:
         hidden = int(model.module.config.hidden_size)
         self.head = torch.nn.Linear(hidden, 1)
-        torch.nn.init.normal_(self.head.weight, std=1.0 / hidden**0.5)
+        # Zero: every score starts at 0 (loss log 2, P = ½ for every pair). A random head of std 1/√d
+        # on gemma-270m's last hidden states (norm ≈ 100) starts with scores of std ≈ 4 that say
+        # nothing, a Bradley–Terry loss near 2 and gradient norms near 60, which 3 epochs of a small
+        # preference set did not undo. The head's gradient (σ(Δ) − 1)·(h_chosen − h_rejected) is not zero,
+        # so it moves first, and LoRA's gradients (through the head) follow from the second step.
+        torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)
         return list(self.head.parameters())
 
@@ -114,13 +147,15 @@ class RewardModelMethod(Method):
             targets = torch.tensor([t for _, t in rows], dtype=torch.float32)
             loss = ((scores - targets) ** 2).mean()
             return loss, {"mse": float(loss.detach())}
-        flat = [r for group in rows for r in group]
-        scores = score_rows(model, self.head, flat)
-        groups = list(torch.split(scores, [len(g) for g in rows]))
         if self.kind == "preferences":
-            loss = bradley_terry_loss(scores[0::2], scores[1::2])
-        else:
-            loss = torch.stack([plackett_luce_loss(g) for g in groups]).mean()
+            scores = score_rows(model, self.head, [e for pair in rows for e in (pair.chosen, pair.rejected)])
+            chosen, rejected = scores[0::2], scores[1::2]
+            p_chosen = torch.tensor([pair.p_chosen for pair in rows])  # p = 1: −log σ(Δ) exactly
+            loss = bradley_terry_loss(chosen, rejected, p_chosen)
+            return loss, {"accuracy": float((chosen > rejected).float().mean())}
+        scores = score_rows(model, self.head, [r for group in rows for r in group])
+        groups = list(torch.split(scores, [len(g) for g in rows]))
+        loss = torch.stack([plackett_luce_loss(g) for g in groups]).mean()
         right = total = 0
         for g in groups:  # pairs in the right order among all pairs the order implies
             for i in range(len(g)):
@@ -171,6 +206,8 @@ class RewardModelMethod(Method):
 
 
 def _tokens(row: Any) -> int:
+    if isinstance(row, ScoredPair):
+        return len(row.chosen.ids) + len(row.rejected.ids)
     if isinstance(row, tuple) and row and isinstance(row[0], Encoded):
         return sum(len(r.ids) for r in row if isinstance(r, Encoded))
     return len(row[0].ids)

@@ -35,7 +35,7 @@ from steering.callables import load_callable
 from steering.controls.base import split_controls
 from steering.decode import Samples, generate
 from steering.errors import InvalidArgument
-from steering.models import LanguageModel
+from steering.models import LanguageModel, load_model
 from steering.rewards import NAMED_REWARDS, RewardFn, TokenPotential, check_beta, checked_rewards, load_reward
 from steering.train.batching import Encoded, micro_batches, sequence_logprobs
 from steering.train.data import load_examples
@@ -89,8 +89,11 @@ class RLConfig(TrainConfig):
             )
 
 
-def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
+def resolve_reward(spec: str, model: LanguageModel, *, dtype: str = "float32") -> RewardFn:
     """`vader` (or another name of `rewards.NAMED_REWARDS`), `reward-model:DIR` or `module:function`.
+
+    A reward model is loaded on its own copy of the model (`model.name`, in `dtype`): the policy's
+    copy carries the adapter being trained, and switching peft adapters on it would freeze that one.
 
     Raises:
         InvalidArgument: `spec` is none of these forms.
@@ -98,7 +101,7 @@ def resolve_reward(spec: str, model: LanguageModel) -> RewardFn:
     if spec in NAMED_REWARDS:
         return load_reward(spec)
     if spec.startswith("reward-model:"):
-        return RewardModel(model, spec.removeprefix("reward-model:"))
+        return RewardModel(load_model(model.name, dtype=dtype), spec.removeprefix("reward-model:"))
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
         raise InvalidArgument(
@@ -151,7 +154,13 @@ class RL(Method):
 
     def encode(self, model: LanguageModel, examples: list[str], config: RLConfig) -> list[str]:
         if self.reward is None:
-            self.reward = resolve_reward(config.reward, model)
+            self.reward = resolve_reward(config.reward, model, dtype=config.dtype)
+        if isinstance(self.reward, RewardModel) and self.reward.model is model:
+            raise InvalidArgument(
+                "the reward model runs on the model being trained: attaching its adapter would freeze the policy's",
+                received=repr(self.reward.__name__),
+                fix='load the reward model on its own copy: RewardModel(load_model(name, dtype="float32"), DIR)',
+            )
         if isinstance(
             self.reward, TokenPotential
         ):  # a token-id potential, e.g. fixed_tokens(spans, strength=λ)

@@ -46,7 +46,9 @@ def test_export_preferences_with_filters(store, tmp_path):
     rows = _lines(out)
     assert report.written == 4 and report.skipped == {"tie": 1, "both_bad": 1}
     assert {"prompt": "Q: 2+2?\nA:", "chosen": " 4", "rejected": " 5"} in rows
-    assert {"prompt": "Q: 2+2?\nA:", "chosen": " 5", "rejected": " four"} in rows  # the judge's vote
+    # The judge's vote carries its soft label; people's hard labels carry none.
+    assert {"prompt": "Q: 2+2?\nA:", "chosen": " 5", "rejected": " four", "p_chosen": 0.7} in rows
+    assert sum("p_chosen" in row for row in rows) == 1
     assert len(load_examples(out, "preferences")) == 4  # the shape steer train reads
 
     export_feedback(store, "preferences", out, annotators="human")
@@ -58,6 +60,35 @@ def test_export_preferences_with_filters(store, tmp_path):
     with pytest.raises(InvalidArgument, match="Nothing to export"):
         export_feedback(store, "preferences", tmp_path / "none.jsonl", annotators="imported")
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_soft_labels_are_exported_as_p_chosen(tmp_path):
+    """P(chosen ≻ rejected) from judges' soft labels, turned around when the chosen answer is b, averaged
+    over the votes pooled for a minimum agreement, and read back by steering.train.data."""
+    with FeedbackStore.open(tmp_path / "f.db") as store:
+        prompt = store.add_prompt("Q: 2+2?\nA:")
+        r4, r5 = (store.add_response(prompt, text, model="m") for text in (" 4", " 5"))
+        one = store.ensure_annotator("judge-one", "judge:tiny:abc")
+        two = store.ensure_annotator("judge-two", "judge:small:abc")
+        ada = store.ensure_annotator("ada", "human")
+        store.add_comparison(one, response_a=r5, response_b=r4, choice="b", soft_label=0.25)
+        store.add_comparison(two, response_a=r4, response_b=r5, choice="a", soft_label=0.875)
+        store.add_comparison(ada, response_a=r4, response_b=r5, choice="a")
+        out = tmp_path / "prefs.jsonl"
+        export_feedback(store, "preferences", out, annotators="judge")
+        assert [row["p_chosen"] for row in _lines(out)] == [0.75, 0.875]
+        assert [e.p_chosen for e in load_examples(out, "preferences")] == [0.75, 0.875]
+        # Pooled: three votes for 4 ≻ 5; the two soft labels say 0.75 and 0.875, the person's says nothing.
+        export_feedback(store, "preferences", out, min_agreement=3)
+        assert _lines(out) == [
+            {"prompt": "Q: 2+2?\nA:", "chosen": " 4", "rejected": " 5", "p_chosen": 0.8125}
+        ]
+        export_feedback(store, "preferences", out, annotators="human")
+        assert "p_chosen" not in _lines(out)[0] and load_examples(out, "preferences")[0].p_chosen is None
+        export_feedback(store, "preferences", out, annotators="judge", soft_labels=False)  # hard labels only
+        assert [sorted(row) for row in _lines(out)] == [["chosen", "prompt", "rejected"]] * 2
+        export_feedback(store, "openai", out, annotators="judge")  # no field for it in OpenAI's format
+        assert all("p_chosen" not in row for row in _lines(out))
 
 
 def test_export_openai_rankings_ratings_sft(store, tmp_path):

@@ -150,6 +150,40 @@ def test_queue_honours_overlap_skip_and_undo(tmp_path):
         assert store.undo_last(store.ensure_annotator("eve", "human")) is None
 
 
+def test_last_answer_says_what_undo_takes_back(tmp_path):
+    store, _, (r1, r2, r3) = _filled(tmp_path / "f.db")
+    with store:
+        ada, bob = store.ensure_annotator("ada", "human"), store.ensure_annotator("bob", "human")
+        assert store.last_answer(ada) is None
+        item = store.add_item("rate", [r3], rubric="helpful")
+        compared = store.add_comparison(ada, response_a=r1, response_b=r2, choice="a", request_id="q1")
+        store.add_rating(bob, r1, rubric="helpful", value=2)  # another annotator's answer is not ada's
+        rated = store.add_rating(ada, r3, rubric="helpful", value=5, seconds=1.5, item_id=item)
+        last = store.last_answer(ada)
+        assert last is not None and (last.id, last.kind, last.item_id, last.seconds) == (
+            rated,
+            "rate",
+            item,
+            1.5,
+        )
+        assert last.annotator_id == ada and last.request_id is None
+
+        # An answer submitted after `last_answer` was read is not taken back in its place.
+        newer = store.add_critique(ada, r2, critique="wrong")
+        assert store.undo_last(ada, answer_id=rated) is None
+        assert [c.answer_id for c in store.critiques()] == [newer]
+        assert store.undo_last(ada, answer_id=newer) == newer and store.critiques() == []
+        assert store.undo_last(ada) == rated and store.progress(ada, "rate").remaining == 1
+
+        before = store.last_answer(ada)
+        assert before is not None and (before.id, before.kind, before.request_id) == (
+            compared,
+            "compare",
+            "q1",
+        )
+        assert [r.annotator_id for r in store.ratings()] == [bob]
+
+
 def test_an_abandoned_item_is_handed_on_after_the_lease(tmp_path):
     store, _, (r1, r2, _) = _filled(tmp_path / "f.db")
     with store:

@@ -87,6 +87,45 @@ def test_dpo_and_ipo_by_hand():
         dpo_loss(pc, pr, rc, rr, beta=0.1, kind="kto")
 
 
+def test_soft_labels_by_hand():
+    """−[p·log σ(z) + (1 − p)·log σ(−z)] on numbers worked out by hand; p = 1 is the hard loss, exactly."""
+    chosen, rejected = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0])
+    p = torch.tensor([0.75, 0.5, 0.9])
+
+    def log_sigmoid(z: float) -> float:
+        return -math.log(1 + math.exp(-z))
+
+    # Δ = 2, 0, −2: row losses −[.75·logσ(2) + .25·logσ(−2)], −logσ(0) = log 2, −[.9·logσ(−2) + .1·logσ(2)].
+    by_hand = [
+        -(0.75 * log_sigmoid(2.0) + 0.25 * log_sigmoid(-2.0)),
+        math.log(2.0),
+        -(0.9 * log_sigmoid(-2.0) + 0.1 * log_sigmoid(2.0)),
+    ]
+    assert by_hand[0] == pytest.approx(0.626928, abs=1e-6)  # 0.75·0.126928 + 0.25·2.126928
+    assert float(bradley_terry_loss(chosen, rejected, p)) == pytest.approx(sum(by_hand) / 3)
+    hard = bradley_terry_loss(chosen, rejected)
+    assert torch.equal(bradley_terry_loss(chosen, rejected, torch.ones(3)), hard)
+    # The soft loss is least where σ(Δ) = p: its gradient in Δ is σ(Δ) − p.
+    delta = torch.tensor([math.log(3.0)], requires_grad=True)  # σ(log 3) = 0.75
+    bradley_terry_loss(delta, torch.zeros(1), torch.tensor([0.75])).backward()
+    assert delta.grad is not None and float(delta.grad) == pytest.approx(0.0, abs=1e-7)
+
+    pc, pr, rc, rr = torch.tensor([-3.0]), torch.tensor([-5.0]), torch.tensor([-4.0]), torch.tensor([-4.5])
+    # h = 1.5, β = 0.1: −[0.8·logσ(0.15) + 0.2·logσ(−0.15)]; IPO with β = 0.25: (1.5 − (2·0.8 − 1)/0.5)².
+    soft, margin = dpo_loss(pc, pr, rc, rr, beta=0.1, p_chosen=torch.tensor([0.8]))
+    assert float(margin) == pytest.approx(1.5)
+    assert float(soft) == pytest.approx(-(0.8 * log_sigmoid(0.15) + 0.2 * log_sigmoid(-0.15)))
+    ipo, _ = dpo_loss(pc, pr, rc, rr, beta=0.25, kind="ipo", p_chosen=torch.tensor([0.8]))
+    assert float(ipo) == pytest.approx((1.5 - 1.2) ** 2)
+    for kind in ("dpo", "ipo"):
+        hard_loss, _ = dpo_loss(pc, pr, rc, rr, beta=0.25, kind=kind)
+        one, _ = dpo_loss(pc, pr, rc, rr, beta=0.25, kind=kind, p_chosen=torch.ones(1))
+        assert torch.equal(one, hard_loss)
+    # p = ½ says "no preference": at h = 0 (policy = reference) the loss is log 2, its least value.
+    half, _ = dpo_loss(pc, pc, rc, rc, beta=0.1, p_chosen=torch.tensor([0.5]))
+    assert float(half) == pytest.approx(math.log(2.0))
+
+
 def test_group_advantages_and_kl_estimators():
     rewards = torch.tensor([[1.0, 2.0, 6.0]])
     assert group_advantages(rewards).tolist() == [[1 - 4.0, 2 - 3.5, 6 - 1.5]]

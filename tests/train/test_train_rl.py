@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from exactness import policy
 
 from steering.condition import Target, enumerate_target
 from steering.controls import Temperature
 from steering.errors import InputFormatError, InvalidArgument
 from steering.models import load_model
-from steering.train import RLConfig, train_rl
+from steering.train import RewardModel, RewardModelConfig, RLConfig, train_reward_model, train_rl
 
 PROMPT, LENGTH, BETA = "ab", 3, 0.5
 
@@ -136,4 +137,44 @@ def test_rl_bad_input(tmp_path):
             _config(tmp_path, out=str(tmp_path / "nan")),
             reward=broken,
             model=load_model("tiny-letters", dtype="float32"),
+        )
+
+
+def test_rl_on_a_trained_reward_model(tmp_path):
+    """`reward=reward-model:DIR` scores rollouts with the reward model on its own copy of the model.
+
+    The reward model learns "more a's is better" from pairs; RL on it raises the policy's a-count. The
+    reward model on the very model being trained is refused (its adapter would freeze the policy's).
+    """
+    letters = "abcd"
+    pairs = [
+        {"prompt": PROMPT, "chosen": "a" * (1 + i % 3) + letters[1 + i % 3] * (2 - i % 3),
+         "rejected": letters[1 + (i + 1) % 3] * 3}
+        for i in range(24)
+    ]  # fmt: skip
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    model = load_model("tiny-letters", dtype="float32")
+    rm_config = RewardModelConfig(
+        data=str(data), model="tiny-letters", out=str(tmp_path / "rm"), lora_rank=4, learning_rate=1e-2,
+        warmup_steps=0, epochs=6, batch_size=8, eval_fraction=0.25, eval_every=100, patience=0,
+    )  # fmt: skip
+    scorer = train_reward_model(rm_config, model=model)
+    policy_model = load_model("tiny-letters", dtype="float32")
+    result = train_rl(
+        _config(tmp_path, reward=f"reward-model:{scorer.adapter}", epochs=6), model=policy_model
+    )
+    records = [r for r in result.metrics if "reward" in r]
+    first, last = (sum(r["reward"] for r in part) / 3 for part in (records[:3], records[-3:]))
+    assert last > first, (first, last)
+    q = policy(policy_model, PROMPT, LENGTH, result.adapter)
+    p = policy(policy_model, PROMPT, LENGTH, None)
+    counts = torch.tensor([policy_model.decode(ids).count("a") for ids in q.completions], dtype=torch.float64)
+    assert float((q.log_base.exp() * counts).sum()) > float((p.log_base.exp() * counts).sum())
+
+    with pytest.raises(InvalidArgument, match="reward model runs on the model being trained"):
+        train_rl(
+            _config(tmp_path, out=str(tmp_path / "same")),
+            reward=RewardModel(model, scorer.adapter),
+            model=model,
         )

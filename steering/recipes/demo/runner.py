@@ -19,6 +19,7 @@ from steering.eval import builtin_questions
 from steering.eval.report import Section, write_report
 from steering.models import LanguageModel
 from steering.recipes.demo.conditionals import ConditionalsSection
+from steering.recipes.demo.feedback import FeedbackSection
 from steering.recipes.demo.pools_and_tweaks import ControlsOutcome, PoolsAndTweaksSection, SentimentRow
 from steering.recipes.demo.prompting import PromptingSection
 from steering.recipes.demo.section import (
@@ -37,6 +38,7 @@ SECTIONS: tuple[DemoSection, ...] = (
     TuningSection(),
     PoolsAndTweaksSection(),
     ConditionalsSection(),
+    FeedbackSection(),
 )
 
 
