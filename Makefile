@@ -58,7 +58,7 @@ bench: install $(LLAMPPL)
 	$(PY) benchmarks/training.py --write BENCHMARKS.md
 	$(PY) benchmarks/training_rl.py --write BENCHMARKS.md
 
-# The fine-tuning experiments, experiments/*.py (about 75 minutes on 2 cores; benchmarks/ holds only the
+# The fine-tuning experiments, experiments/*.py (about 105 minutes on 2 cores; benchmarks/ holds only the
 # comparisons with other libraries): instruction tuning from the base's own
 # demonstrations, the prompt as a reward, the adapter's reach, the reward-KL frontier, RLHF and RLAIF.
 experiments: install

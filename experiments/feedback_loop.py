@@ -11,8 +11,9 @@ openings, under one principle ("The answer is positive, warm and cheerful in ton
   averaged (its soft label stored; the hard label exported).
 
 Each (`LoopSize()`): 4 samples of the base per opening (16 new tokens, temperature 1) → the labeller's
-preference on each of the 6 pairs (ties left out) → a Bradley–Terry reward model (LoRA rank 8 + head, 2
-epochs) on the train openings' pairs → RL (RLOO, β = 0.1, 8 steps of 4 openings × 4 samples) from the base
+preference on each of the 6 pairs (ties left out; the stand-in person calls a pair whose P(left ≻ right) is
+within `PERSON_TIE_MARGIN` of ½ a tie) → a Bradley–Terry reward model (LoRA rank 8 + head, 3 epochs at
+1e-3) on the train openings' pairs → RL (RLOO, β = 0.1, 8 steps of 4 openings × 4 samples) from the base
 on that reward model → on the
 held-out openings: the reward model's accuracy on their labelled pairs, P(policy ≻ base) under the
 labeller and under VADER (2 answers per opening from each, same seed; ½ = no change), and the policy's
@@ -32,7 +33,14 @@ from common import machine, machine_line, write_section
 
 from steering.feedback.judges import ModelJudge, vader_judge
 from steering.models import load_model
-from steering.recipes.feedback_loop import TONE, Labeller, LoopResult, LoopSize, run_feedback_loop
+from steering.recipes.feedback_loop import (
+    PERSON_TIE_MARGIN,
+    TONE,
+    Labeller,
+    LoopResult,
+    LoopSize,
+    run_feedback_loop,
+)
 
 RESULTS = Path(__file__).parent / "results" / "feedback_loop.json"
 
@@ -44,7 +52,7 @@ def markdown(results: list[LoopResult], facts: dict[str, object], size: LoopSize
         f"`experiments/feedback_loop.py`, {machine_line(facts)}; {wall / 60:.0f} min in all. Principle: "
         f'"{TONE.principles[0].text}" Labels on every pair of {size.samples_per_prompt} samples of the base per story opening '
         f"({size.max_new_tokens} new tokens), 48 train and 24 held-out openings; Bradley–Terry reward model "
-        f"(LoRA rank {size.lora_rank} + head, {size.rm_epochs} epochs); RL (RLOO, β = {size.beta}, "
+        f"(LoRA rank {size.lora_rank} + head, {size.rm_epochs} epochs at {size.rm_learning_rate:g}); RL (RLOO, β = {size.beta}, "
         f"{size.rl_steps} steps of {size.rl_prompts_per_step} openings × {size.rl_samples_per_prompt} samples) "
         "from the base on the reward model. Held-out columns: the reward model's accuracy on the held-out "
         "openings' labelled pairs; P(policy ≻ base) per answer pair (2 per held-out opening), under the "
@@ -81,7 +89,9 @@ def main() -> None:
     principle = TONE.principles[0]
     labellers = []
     if args.only in (None, "app"):
-        labellers.append(Labeller(vader_judge(), principle, TONE, through_app=True))
+        labellers.append(
+            Labeller(vader_judge(), principle, TONE, through_app=True, tie_margin=PERSON_TIE_MARGIN)
+        )
     if args.only in (None, "judge"):
         labellers.append(Labeller(ModelJudge(load_model(args.judge)), principle, TONE))
     sampler = load_model(args.model)

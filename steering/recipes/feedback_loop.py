@@ -82,6 +82,9 @@ OPENINGS = [
 ]  # fmt: skip
 TRAIN_OPENINGS, HELDOUT_OPENINGS = OPENINGS[:48], OPENINGS[48:]
 # The principle both labellers read (benchmarks/data/constitutions/tone.toml holds it too, with another).
+# A person standing in as VADER marks two answers whose P(left ≻ right) is within this of ½ as a tie (a
+# compound-score difference under 0.2), as people do with two nearly equal answers.
+PERSON_TIE_MARGIN = 0.05
 TONE = parse_constitution(
     {
         "name": "tone",
@@ -100,8 +103,10 @@ class LoopSize:
     # ones at chance (0.42 ± 0.12, n = 19): too few pairs to learn tone from.
     samples_per_prompt: int = 4
     max_new_tokens: int = 16
-    rm_epochs: int = 2
-    rm_learning_rate: float = 3e-4
+    # 3 epochs at 1e-3: with the stand-in person's near-ties marked as ties, the held-out accuracy was
+    # 0.74 ± 0.05 (n = 68); at 2 epochs of 3e-4 and without the tie margin, 0.46 ± 0.05 (BENCHMARKS.md).
+    rm_epochs: int = 3
+    rm_learning_rate: float = 1e-3
     rl_steps: int = 8
     rl_learning_rate: float = 3e-4
     beta: float = 0.1

@@ -21,6 +21,7 @@ from steering.models import load_model
 from steering.recipes.demo.section import DemoContext, DemoScale
 from steering.recipes.feedback_loop import (
     HELDOUT_OPENINGS,
+    PERSON_TIE_MARGIN,
     TONE,
     TRAIN_OPENINGS,
     Labeller,
@@ -63,7 +64,7 @@ class FeedbackSection:
         train, heldout, size = feedback_scale(context.limit)
         principle = TONE.principles[0]
         labellers = [
-            Labeller(vader_judge(), principle, TONE, through_app=True),
+            Labeller(vader_judge(), principle, TONE, through_app=True, tie_margin=PERSON_TIE_MARGIN),
             Labeller(ModelJudge(load_model(JUDGE_MODEL)), principle, TONE),
         ]
         results = []
@@ -114,7 +115,8 @@ def feedback_sections(outcome: FeedbackOutcome) -> list[Section]:
             "Feedback: RLHF and RLAIF in small",
             "Two samples of the base per story opening were put in a feedback database and labelled under "
             "one principle, 'the answer is positive, warm and cheerful': in the first row by a person — "
-            "played by VADER, clicking through the annotation app's HTTP API — and in the second by the "
+            "played by VADER, clicking through the annotation app's HTTP API and calling two nearly equal "
+            "answers a tie — and in the second by the "
             "smollm2-135m-instruct judge reading the principle (both shown orders averaged). Each set of "
             "labels trained a reward model (Bradley–Terry, LoRA + head) and KL-regularised RL on it tuned "
             "the base. Measured on openings held out of both: the reward model's agreement with its "
