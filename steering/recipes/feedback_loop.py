@@ -319,9 +319,7 @@ def run_feedback_loop(
     sampler = sample_model or load_model(model_name)
     # 1. candidates: a fresh database (a rerun in the same folder starts over: the labels are its own)
     timer.start("candidates")
-    db = out / "feedback.db"
-    for leftover in out.glob("feedback.db*"):
-        leftover.unlink()
+    db = start_database(out)
     with FeedbackStore.open(db) as store:
         add_candidates(
             store, sampler, [*train_prompts, *heldout_prompts], n=size.samples_per_prompt,
@@ -408,6 +406,28 @@ def run_feedback_loop(
     )
     atomic_write_text(out / "result.json", json.dumps(result.record(), indent=1, ensure_ascii=False) + "\n")
     return result
+
+
+LOOP_MARK = ".feedback-loop"  # in a folder whose feedback.db a loop made (and may remake)
+
+
+def start_database(out: Path) -> Path:
+    """`out/feedback.db`, new: one a loop made before is replaced; anyone else's is refused, never deleted.
+
+    Raises:
+        InvalidArgument: `out` holds a feedback.db that no loop made (people's answers, perhaps).
+    """
+    db = out / "feedback.db"
+    if db.exists() and not (out / LOOP_MARK).is_file():
+        raise InvalidArgument(
+            f"{out} already holds a feedback database that this loop did not make",
+            received=str(db),
+            fix="give the loop a folder of its own (its database is remade on every run)",
+        )
+    for leftover in out.glob("feedback.db*"):
+        leftover.unlink()
+    (out / LOOP_MARK).write_text("this folder's feedback.db is remade by steering.recipes.feedback_loop\n")
+    return db
 
 
 def decode_slots(train_prompts: int, heldout_prompts: int, size: LoopSize) -> int:

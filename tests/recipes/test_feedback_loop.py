@@ -87,10 +87,21 @@ def test_an_ai_judge_labels_into_the_store_with_soft_labels(tmp_path):
     assert result.truth_name == "longer-answer"
 
 
-def test_overlapping_prompts_are_refused(tmp_path):
+def test_overlapping_prompts_and_someone_elses_database_are_refused(tmp_path):
     labeller = Labeller(longer_answer_judge(), PRINCIPLE, CONSTITUTION)
     with pytest.raises(InvalidArgument, match="rain and held-out prompts overlap"):
         run_feedback_loop("tiny-random", labeller, tmp_path, train_prompts=TRAIN, heldout_prompts=TRAIN[:2])
+    # A folder with people's answers in it: refused, and the database is left as it was.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    with FeedbackStore.open(theirs / "feedback.db") as store:
+        store.add_prompt("kept")
+    with pytest.raises(
+        InvalidArgument, match="already holds a feedback database that this loop did not make"
+    ):
+        run_feedback_loop("tiny-random", labeller, theirs, train_prompts=TRAIN, heldout_prompts=HELDOUT)
+    with FeedbackStore.open(theirs / "feedback.db", create=False) as store:
+        assert [p.text for p in store.prompts()] == ["kept"]
 
 
 def test_mean_and_standard_error():
