@@ -31,6 +31,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -411,14 +412,21 @@ def run_feedback_loop(
 LOOP_MARK = ".feedback-loop"  # in a folder whose feedback.db a loop made (and may remake)
 
 
+LOOP_RUNS = ("reward-model", "policy")  # the training runs a loop makes in its folder
+
+
 def start_database(out: Path) -> Path:
-    """`out/feedback.db`, new: one a loop made before is replaced; anyone else's is refused, never deleted.
+    """`out/feedback.db`, new: what a loop made before is replaced; anyone else's is refused, never deleted.
+
+    A folder a loop made (its mark is there) starts over: its database and its two training runs are
+    removed, so that running a loop again in the same folder (`steer demo` twice) runs it anew.
 
     Raises:
         InvalidArgument: `out` holds a feedback.db that no loop made (people's answers, perhaps).
     """
     db = out / "feedback.db"
-    if db.exists() and not (out / LOOP_MARK).is_file():
+    ours = (out / LOOP_MARK).is_file()
+    if db.exists() and not ours:
         raise InvalidArgument(
             f"{out} already holds a feedback database that this loop did not make",
             received=str(db),
@@ -426,6 +434,9 @@ def start_database(out: Path) -> Path:
         )
     for leftover in out.glob("feedback.db*"):
         leftover.unlink()
+    if ours:
+        for run in LOOP_RUNS:
+            shutil.rmtree(out / run, ignore_errors=True)
     (out / LOOP_MARK).write_text("this folder's feedback.db is remade by steering.recipes.feedback_loop\n")
     return db
 

@@ -58,3 +58,36 @@ def test_the_report_is_written_after_every_section_and_names_what_is_still_runni
     ]  # fmt: skip
     assert all(e.report == tmp_path / "report.html" for e in events)
     assert sum(ticks) == demo_work_units(3, 48, 3, sections=[first, second, third]) == 9
+
+
+@dataclass
+class Writes:
+    """A section that leaves a run in its folder, as the training sections do."""
+
+    name: str = "Writes a run"
+    trains_base: bool = False
+    found: list[bool] = field(default_factory=list)  # whether the folder held a run when the section started
+
+    def work_units(self, scale: DemoScale) -> int:
+        return 0
+
+    def run(self, context: DemoContext) -> Shown:
+        folder = context.section_dir("runs")
+        self.found.append((folder / "run.txt").is_file())
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "run.txt").write_text("a run")
+        return Shown(self.name)
+
+
+def test_a_second_demo_into_the_same_folder_replaces_its_own_runs_and_nobody_elses(tiny, tmp_path):
+    section = Writes()
+    run_demo(tiny, out_dir=tmp_path / "demo", limit=1, sections=[section])
+    run_demo(tiny, out_dir=tmp_path / "demo", limit=1, sections=[section])
+    assert section.found == [False, False]  # the first run's folder was removed before the second ran
+    # A folder no demo wrote keeps what it holds (training would refuse a run there, with a message).
+    theirs = tmp_path / "theirs"
+    (theirs / "runs").mkdir(parents=True)
+    (theirs / "runs" / "run.txt").write_text("someone's run")
+    other = Writes()
+    run_demo(tiny, out_dir=theirs, limit=1, sections=[other])
+    assert other.found == [True]

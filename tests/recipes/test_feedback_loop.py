@@ -67,6 +67,13 @@ def test_a_stand_in_person_labels_through_the_app_and_the_loop_runs(tmp_path):
     assert result.truth_win_rate is None
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["train_pairs"] == result.train_pairs and saved["win_rate"]["n"] == len(HELDOUT)
+    # Run again in the same folder (`steer demo` twice): it starts over instead of refusing its own runs.
+    again = run_feedback_loop(
+        "tiny-random", labeller, tmp_path, train_prompts=TRAIN, heldout_prompts=HELDOUT, size=LoopSize.quick()
+    )
+    assert again.rl_steps == 2 and again.train_pairs == result.train_pairs
+    with FeedbackStore.open(tmp_path / "feedback.db", create=False) as store:
+        assert len(store.comparisons()) == len(TRAIN) + len(HELDOUT)
 
 
 def test_an_ai_judge_labels_into_the_store_with_soft_labels(tmp_path):

@@ -83,7 +83,7 @@ class ConditionalsSection:
         outcome = run_condition_section(
             context.model,
             seed=context.seed,
-            runs_dir=context.out_dir / "prompt-reward-rl",
+            runs_dir=context.section_dir("prompt-reward-rl"),
             **condition_scale(context.limit),
         )
         if context.progress is not None:  # the samplers report no tokens: the whole section at once

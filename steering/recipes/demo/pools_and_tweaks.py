@@ -374,7 +374,7 @@ class PoolsAndTweaksSection:
             context.model,
             seed=context.seed,
             progress=context.progress,
-            runs_dir=context.out_dir / "sentiment-rl",
+            runs_dir=context.section_dir("sentiment-rl"),
             train_model=context.train_model(),
             batch_size=context.batch_size,
             **controls_scale(context.limit),

@@ -32,6 +32,7 @@ from steering.recipes.demo.section import (
 )
 from steering.recipes.demo.tuning import TuningSection
 
+DEMO_MARK = ".steering-demo"  # in a folder `steer demo` wrote: a later run may replace its section folders
 # The demo, in the order it runs and the report shows it.
 SECTIONS: tuple[DemoSection, ...] = (
     PromptingSection(),
@@ -80,9 +81,13 @@ def run_demo(
     this under `if __name__ == "__main__":` (`steer demo` does).
     """
     questions = builtin_questions()[:limit] if limit else builtin_questions()
+    mark = out_dir / DEMO_MARK
     context = DemoContext(
-        model, out_dir, questions, limit=limit, max_new_tokens=max_new_tokens, seed=seed, progress=progress
-    )
+        model, out_dir, questions, limit=limit, max_new_tokens=max_new_tokens, seed=seed, progress=progress,
+        owns_out=mark.is_file(),
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mark.write_text("steer demo writes this folder; a later run replaces its section folders\n")
     report = out_dir / "report.html"
     started = time.time()
     outcomes: list[SectionOutcome] = []

@@ -8,6 +8,7 @@ progress bar's units, and `run`, which returns an outcome that renders itself as
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,19 @@ class DemoContext:
     batch_size: int = DEMO_BATCH_SIZE
     techniques: list[TechniqueResult] = field(default_factory=list)
     float32_copy: LanguageModel | None = None
+    owns_out: bool = False  # out_dir holds an earlier demo run's files (its mark): sections may replace them
+
+    def section_dir(self, name: str) -> Path:
+        """`out_dir/name` for a section's runs; what an earlier demo run left there is removed first.
+
+        Training refuses a run folder that already holds a run, so without this a second `steer demo`
+        into the same folder would stop at the first training section. Only a folder marked by an
+        earlier demo run (`owns_out`) is cleared: files of anyone else are left, and training refuses them.
+        """
+        path = self.out_dir / name
+        if self.owns_out and path.is_dir():
+            shutil.rmtree(path)
+        return path
 
     @property
     def prompts(self) -> list[str]:

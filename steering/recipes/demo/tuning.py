@@ -45,7 +45,7 @@ class TuningSection:
         scale = tuning_scale(context.limit)
         tuned = tune_from_base(
             context.model,
-            out_dir=context.out_dir / "self-instruct",
+            out_dir=context.section_dir("self-instruct"),
             demonstrations=scale["demonstrations"],
             exclude=context.prompts,
             epochs=scale["epochs"],
