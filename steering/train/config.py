@@ -46,6 +46,9 @@ class TrainConfig:
     dtype: str = "float32"
     full: bool = False  # SFT: train every weight (a model directory) instead of a LoRA adapter
     report_to: str = "none"  # or "tensorboard": event files in RUN/tensorboard (TRL's report_to)
+    # Train on top of this adapter: merged into the weights for the run (the reference of DPO/RL is its
+    # policy), the saved adapter is the sum of both (train/stacking.py). "" = start from the base.
+    init_adapter: str = ""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -81,6 +84,12 @@ class TrainConfig:
                 "derive their seeds from it)",
                 received=self.seed,
                 fix="set e.g. seed=0",
+            )
+        if self.init_adapter and self.full:
+            raise InvalidArgument(
+                "init_adapter (LoRA on top of an adapter) cannot be combined with full=true",
+                received=f"init_adapter={self.init_adapter!r}, full=true",
+                fix="drop one of them",
             )
         if self.report_to not in REPORT_TO:
             raise InvalidArgument(

@@ -34,6 +34,7 @@ from steering.train.data import split
 from steering.train.losses import warmup_cosine
 from steering.train.method import TrainedWeights, TrainingMethod
 from steering.train.run import RunDir
+from steering.train.stacking import merged_into_weights, stack_adapters
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -186,6 +187,33 @@ def run_training(
     weights = method.weights(config)
     train_examples, eval_examples = split(method.load(config), config.eval_fraction, config.seed)
     model = model or load_model(config.model, dtype=config.dtype)
+    if not config.init_adapter:
+        return train_loaded(config, method, weights, model, run, checkpoint, train_examples, eval_examples,
+                            progress=progress, stop_after=stop_after)  # fmt: skip
+    # On top of an adapter: its update is in the weights while the reference is encoded and the new
+    # LoRA trains; the final adapter is then the sum of both (train/stacking.py).
+    with merged_into_weights(model, config.init_adapter):
+        result = train_loaded(config, method, weights, model, run, checkpoint, train_examples,
+                              eval_examples, progress=progress, stop_after=stop_after)  # fmt: skip
+    if result.stopped != "stopped" and result.adapter.is_dir():
+        stack_adapters(config.init_adapter, result.adapter)
+    return result
+
+
+def train_loaded(
+    config: TrainConfig,
+    method: TrainingMethod,
+    weights: TrainedWeights,
+    model: LanguageModel,
+    run: RunDir,
+    checkpoint: Path | None,
+    train_examples: list[Any],
+    eval_examples: list[Any],
+    *,
+    progress: Progress | None,
+    stop_after: int | None,
+) -> TrainResult:
+    """The run once its directory, data and model are ready: encode, add the weights, step, save."""
     train_rows = method.encode(model, train_examples, config)
     eval_rows = method.encode(model, eval_examples, config) if eval_examples else []
 
