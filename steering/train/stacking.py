@@ -79,10 +79,12 @@ def lora_pairs(tensors: dict[str, torch.Tensor], where: Path) -> dict[str, tuple
     return pairs
 
 
-def linear_at(model: LanguageModel, path: str) -> torch.nn.Module:
-    """The Linear a LoRA key names (inside a peft wrapper, its `base_layer`)."""
+def weight_at(model: LanguageModel, path: str) -> torch.Tensor:
+    """The weight of the Linear a LoRA key names (inside a peft wrapper, its `base_layer`'s)."""
     module = model.module.get_submodule(path)
-    return getattr(module, "base_layer", module)
+    weight = getattr(module, "base_layer", module).weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
 
 
 @contextmanager
@@ -102,7 +104,7 @@ def merged_into_weights(model: LanguageModel, adapter: str | Path) -> Iterator[d
     try:
         with torch.no_grad():
             for path, (a, b) in lora_pairs(tensors, directory).items():
-                weight = linear_at(model, path).weight
+                weight = weight_at(model, path)
                 originals[path] = weight.detach().clone()
                 delta = scaling * (b.to(torch.float32) @ a.to(torch.float32))
                 weight.copy_((weight.to(torch.float32) + delta.to(weight.device)).to(weight.dtype))
@@ -110,7 +112,7 @@ def merged_into_weights(model: LanguageModel, adapter: str | Path) -> Iterator[d
     finally:
         with torch.no_grad():
             for path, weight in originals.items():
-                linear_at(model, path).weight.copy_(weight)
+                weight_at(model, path).copy_(weight)
 
 
 def stack_adapters(start: str | Path, trained: Path) -> None:
