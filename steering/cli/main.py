@@ -22,7 +22,10 @@ from rich.table import Table
 from steering.cli.annotate import annotate
 from steering.cli.feedback import feedback_app, feedback_training_data, split_data_options
 from steering.cli.judge import judge
+from steering.cli.probe import probe
 from steering.cli.progress import LazyProgress
+from steering.cli.run import harvest
+from steering.cli.run import run as run_recipe_command
 from steering.condition.registry import samplers_help
 from steering.errors import SEED_LIMIT, SteeringError
 from steering.train.registry import METHODS
@@ -559,6 +562,9 @@ app.add_typer(train_app, name="train")
 app.command()(annotate)
 app.add_typer(feedback_app, name="feedback")
 app.command()(judge)
+app.command(name="run")(run_recipe_command)
+app.command()(harvest)
+app.command()(probe)
 
 
 TrainArgs = Annotated[

@@ -29,15 +29,18 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from steering.decode import generate
 from steering.errors import InvalidArgument
+from steering.eval.instructions import WRITING_MIN_WORDS, Demo, Rule, check_rule
 from steering.eval.metrics import longest_repeated_ngram, normalise
 from steering.eval.questions import builtin_demonstrations
+from steering.feedback.constitution import Principle
+from steering.feedback.judges import Judge
 from steering.models import LanguageModel, load_model
 from steering.paths import atomic_write_text
 from steering.train import SFTConfig, SoftPromptConfig, TrainResult, train_sft, train_soft_prompt
@@ -227,3 +230,182 @@ def tune_from_base(
         SoftPromptConfig(out=str(out / "soft-prompt"), length=soft_prompt_length, **common), model=train_model
     )
     return SelfTuned(harvest, data, sft, soft)
+
+
+# --- instructions of every kind (the instruct recipe's harvest) ----------------------------------------
+
+END = "###"  # the end of a demonstration in the few-shot block (a response may span lines)
+INSTRUCTION_REASONS = (
+    "parse",
+    "stop",
+    "length",
+    "repetition",
+    "question",
+    "rule",
+    "judge",
+    "seen",
+    "duplicate",
+)
+_INSTRUCTION_PAIR = re.compile(
+    r"^[ \t]*(?P<instruction>[^\n]+?)[ \t]*\nResponse:[ \t]*(?P<response>.*)$", re.S
+)
+_WORD_COUNT = re.compile(r"\b(\d+)\s+words\b")
+MAX_WORDS = {"factual": 16, "format": 40, "writing": 150}
+
+
+def instruction_prompt(shown: Sequence[Demo]) -> str:
+    """Demonstrations of one task, each ended by "###", then an open "Instruction:" for a new one."""
+    blocks = [f"Instruction: {d.instruction.text}\nResponse: {d.response}\n{END}\n" for d in shown]
+    return "".join(blocks) + "Instruction:"
+
+
+def harvest_rule(demo: Demo, instruction: str) -> Rule | None:
+    """The code check a new instruction of the demo's task can get without knowing its answers."""
+    task, kind = demo.instruction.task, demo.instruction.kind
+    if task in ("one_word", "list_of_three", "lowercase"):
+        return Rule(task)
+    if task == "max_words":
+        count = _WORD_COUNT.search(instruction)
+        return Rule("max_words", int(count.group(1))) if count else None
+    if kind == "writing":
+        return Rule("min_words", WRITING_MIN_WORDS.get(task, 8))
+    return None
+
+
+@dataclass
+class InstructionHarvest:
+    """Kept rows ({"prompt", "completion", "task", "kind", "judge"}), drops per task and filter."""
+
+    rows: list[dict[str, Any]]
+    dropped: dict[str, Counter[str]] = field(default_factory=dict)
+    drawn: int = 0
+
+
+def harvest_instructions(
+    model: LanguageModel,
+    demos: Sequence[Demo],
+    *,
+    per_task: int,
+    exclude: Iterable[str] = (),
+    judge: Judge | None = None,
+    principle: Principle | None = None,
+    min_rating: float = 4.0,
+    shots: int = 3,
+    max_new_tokens: int = 96,
+    max_repeat: int = 4,
+    rounds: int = 4,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> InstructionHarvest:
+    """New instructions and responses of every task, written by the base from few-shot demonstrations.
+
+    Per task (`demos` grouped by `instruction.task`), prompts show `shots` demonstrations of that task and
+    open a new "Instruction:"; the continuation's first instruction/response pair is kept when it ended
+    with "###" (the model stopped), has 1 to MAX_WORDS[kind] words without a repeated `max_repeat`-gram,
+    asks nothing back (factual), passes the code rule its task allows (`harvest_rule`: one word, three
+    items, lowercase, "N words", the writing minimum), is new (not a demonstration, not in `exclude`,
+    not kept already) and — with a `judge` — is rated at least `min_rating` of 7 under `principle`.
+    Writing tasks are harvested like the others: an adapter taught only short answers learns to say
+    nothing to a writing request.
+
+    Returns:
+        `InstructionHarvest` with at most `per_task` rows per task.
+    """
+    if per_task < 1:
+        raise InvalidArgument(
+            "per_task must be ≥ 1", received=per_task, fix="ask for at least one row per task"
+        )
+    tasks: dict[str, list[Demo]] = {}
+    for demo in demos:
+        tasks.setdefault(demo.instruction.task, []).append(demo)
+    short = {task: len(shown) for task, shown in tasks.items() if len(shown) < shots}
+    if short:
+        raise InvalidArgument(
+            f"harvesting needs at least shots={shots} demonstrations per task",
+            received=short,
+            fix="add demonstrations of those tasks or lower shots",
+        )
+    blocked = {normalise(text) for text in exclude}
+    seen = {normalise(demo.instruction.text) for demo in demos}
+    harvest = InstructionHarvest(rows=[], dropped={task: Counter() for task in tasks})
+    rng = random.Random(seed)
+    done_units, total_units = 0, rounds * len(tasks)
+    for task, shown in tasks.items():
+        kept: dict[str, dict[str, Any]] = {}
+        for round_index in range(rounds):
+            want = max(batch_size, 2 * (per_task - len(kept)))
+            chosen = [rng.sample(shown, shots) for _ in range(want)]
+            samples = generate(
+                model, [instruction_prompt(c) for c in chosen], max_new_tokens=max_new_tokens,
+                stop=(END,), seed=seed + round_index, batch_size=batch_size,
+            )  # fmt: skip
+            candidates = []
+            for demo_set, sample in zip(chosen, samples, strict=True):
+                harvest.drawn += 1
+                row, reason = check_instruction(sample.text, sample.stop_reason, demo_set[0], max_repeat)
+                if row is not None:
+                    key = normalise(row["prompt"])
+                    reason = "seen" if key in seen or key in blocked else "duplicate" if key in kept else None
+                if reason is not None:
+                    harvest.dropped[task][reason] += 1
+                elif row is not None:
+                    candidates.append(row)
+            for row in judged(candidates, judge, principle, min_rating, harvest.dropped[task]):
+                key = normalise(row["prompt"])
+                if key not in kept and len(kept) < per_task:
+                    kept[key] = row
+            done_units += 1
+            if progress is not None:
+                progress(done_units, total_units)
+            if len(kept) >= per_task:
+                break
+        done_units = (list(tasks).index(task) + 1) * rounds
+        harvest.rows.extend(kept.values())
+    return harvest
+
+
+def check_instruction(
+    text: str, stop_reason: str, demo: Demo, max_repeat: int
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The first instruction/response of a continuation as a row, or the filter that drops it."""
+    match = _INSTRUCTION_PAIR.match(text)
+    if match is None or "Instruction:" in match.group("response"):
+        return None, "parse"
+    if stop_reason != "stop":  # "###" ends a demonstration; EOS or the budget is not the same stop
+        return None, "stop"
+    instruction, response = match.group("instruction").strip(), match.group("response").strip()
+    kind = demo.instruction.kind
+    count = len(response.split())
+    if not instruction or not 1 <= count <= MAX_WORDS[kind]:
+        return None, "length"
+    if longest_repeated_ngram(response) >= max_repeat:
+        return None, "repetition"
+    if kind == "factual" and "?" in response:
+        return None, "question"
+    rule = harvest_rule(demo, instruction)
+    if rule is not None and not check_rule(rule, response):
+        return None, "rule"
+    row = {"prompt": instruction, "completion": " " + response, "kind": kind, "task": demo.instruction.task}
+    return row, None
+
+
+def judged(
+    rows: list[dict[str, Any]],
+    judge: Judge | None,
+    principle: Principle | None,
+    min_rating: float,
+    dropped: Counter[str],
+) -> list[dict[str, Any]]:
+    """The rows the judge rates at least `min_rating` (each row keeps its rating); all rows without a judge."""
+    if judge is None or principle is None or not rows:
+        return rows
+    ratings = judge.rate([r["prompt"] for r in rows], [r["completion"].strip() for r in rows], principle)
+    kept = []
+    for row, rating in zip(rows, ratings, strict=True):
+        row["judge"] = round(rating.value, 3)
+        if rating.value >= min_rating:
+            kept.append(row)
+        else:
+            dropped["judge"] += 1
+    return kept

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Protocol
 
+from steering.models import LanguageModel
 from steering.train.distill import DistillConfig, train_distill
 from steering.train.dpo import DPOConfig, train_dpo
 from steering.train.loop import Progress, TrainConfig, TrainResult
@@ -24,7 +25,12 @@ class TrainFunction(Protocol):
     """What the command line calls: `train(config, resume=…, progress=…) -> TrainResult`."""
 
     def __call__(
-        self, config: Any, *, resume: bool = ..., progress: Progress | None = ...
+        self,
+        config: Any,
+        *,
+        resume: bool = ...,
+        progress: Progress | None = ...,
+        model: LanguageModel | None = ...,
     ) -> TrainResult: ...
 
 

@@ -1,0 +1,57 @@
+"""The `judge` step: an AI judge labels a copy of a feedback database under a written constitution.
+
+The database of the step it names (`db = "@sample"`) is copied into this step's folder (SQLite's
+backup: a consistent copy even while `steer annotate` writes to the original) and every pair of a
+prompt's answers is judged in both shown orders, for each principle; people's labels already in the
+database stay and are exported with the judge's. Output `db`; metrics: swap consistency and
+position bias, the numbers that say how far to trust the labels.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from steering.feedback import FeedbackStore
+from steering.feedback.constitution import load_constitution
+from steering.feedback.judge_storage import judge_store
+from steering.feedback.model_judge import ModelJudge
+from steering.recipes.pipeline.contract import StepContext, StepKind, StepResult
+from steering.recipes.pipeline.packaged import packaged_file
+
+
+@dataclass
+class JudgeOptions:
+    db: str = ""  # "@sample"
+    constitution: str = "helpful"  # a packaged constitution (helpful, harmless) or a TOML file
+    judge: str = "smollm2-135m-instruct"
+    batch_size: int = 8
+
+
+class Judge(StepKind):
+    name = "judge"
+    Options = JudgeOptions
+    quick: ClassVar[dict[str, Any]] = {}
+
+    def run(self, context: StepContext, options: Any) -> StepResult:
+        source = context.ref(options.db)
+        target = context.folder / "feedback.db"
+        partial = context.folder / "feedback.db.partial"
+        with sqlite3.connect(source) as src, sqlite3.connect(partial) as dst:
+            src.backup(dst)
+        partial.replace(target)
+        constitution = load_constitution(packaged_file(options.constitution, "toml"))
+        judge = ModelJudge(context.model(options.judge), batch_size=options.batch_size)
+        with FeedbackStore.open(target) as store:
+            summary = judge_store(
+                store, judge, constitution, kind="pairwise", batch_size=options.batch_size,
+                seed=context.recipe.seed, progress=lambda done, total: context.progress(done, total, "judging"),
+            )  # fmt: skip
+        metrics: dict[str, Any] = {"judged": summary.judged, "constitution": constitution.digest}
+        metrics |= {"swap_consistency": summary.mean(summary.consistent)}
+        metrics |= {
+            "position_bias": summary.mean(summary.p_first) - 0.5,
+            "label_mass": summary.mean(summary.label_mass),
+        }
+        return StepResult(metrics, {"db": "feedback.db"})
