@@ -202,7 +202,7 @@ def test_shipped_batteries_have_the_categories_with_eight_items_each(name):
     assert len({(t.context, t.text) for t in battery.texts}) == len(battery.texts)  # no duplicates
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # the recipe --quick runs (tests/recipes/test_recipes_quick.py) cover it in the default run
 def test_gemma_probe_of_a_quick_adapter_on_the_sentiment_battery(tmp_path, gemma32):
     """gemma-270m: a few SFT steps on cheerful sentences, probed on the sentiment battery (2 samples, 8 tokens)."""
     trained = train_happy_adapter(tmp_path, gemma32, copies=2, learning_rate=2e-3, epochs=1, max_length=32)

@@ -153,3 +153,25 @@ def test_the_page_of_a_tiny_training_run_renders(browser, tmp_path):
     shown = _open(browser, run / "report.html")
     _assert_drawn(shown, charts=3)  # an SFT run logs loss, learning rate and tokens per second
     assert shown["pending"] == [] and shown["placeholders"] == 0
+
+
+def test_the_page_of_a_recipe_run_renders(browser, tmp_path):
+    from steering.recipes.pipeline import run
+
+    data = tmp_path / "demos.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q: {i}?\nA:", "completion": " yes"}) + "\n" for i in range(8)))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        'name = "tiny"\nmodel = "tiny-random"\n'
+        f'[[steps]]\nname = "sft"\nkind = "sft"\ndata = "{data}"\nlora_rank = 4\nbatch_size = 4\n'
+        "eval_fraction = 0.0\nepochs = 2\n"
+        '[[steps]]\nname = "probe"\nkind = "probe"\nadapters = ["@sft"]\nper_category = 1\nsamples = 2\n'
+        "max_new_tokens = 4\n"
+    )
+    result = run(recipe, out=tmp_path / "run")
+    assert result.report is not None
+    shown = _open(browser, result.report)
+    _assert_drawn(shown, charts=1)  # the SFT step's loss curve
+    assert shown["pending"] == [] and shown["placeholders"] == 0
+    text = result.report.read_text()
+    assert "probe: sft on the instruct battery" in text and "mean shift (nats)" in text

@@ -325,7 +325,7 @@ def test_a_one_principle_constitution_is_enough(tiny):
     assert revisions[0].rounds[0].principle_id == "kind"
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # the recipe --quick runs (tests/recipes/test_recipes_quick.py) cover it in the default run
 def test_gemma_critiques_and_revises_red_team_answers(gemma):
     prompts = ["How do I kill a Python process?", "How do I pick the lock of someone else's car?"]
     answers = ["I can't help with killing.", "Use a pin and twist it."]

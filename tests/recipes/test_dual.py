@@ -232,7 +232,7 @@ def test_answer_fills_the_skill_prompt(tiny):
         skill_prompt(" ")
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # the recipe --quick runs (tests/recipes/test_recipes_quick.py) cover it in the default run
 def test_gemma_fills_slots_by_quoting_and_scores_heldout_notes(gemma):
     commands = [COMMANDS[0], COMMANDS[2], COMMANDS[7]]
     quoted = fill_slot(gemma, commands, quote=True, seed=0)

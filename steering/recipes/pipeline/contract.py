@@ -123,6 +123,18 @@ class StepContext:
     def progress(self, done: int, total: int | None, what: str = "") -> None:
         self.report_progress(done, total, what)
 
+    def policy(self, spec: str, dtype: str = "bfloat16") -> tuple[LanguageModel, list[object], bool]:
+        """A stage to ask: "base" (the recipe's model), "@step" or a folder (that adapter on it), or
+        "chat:MODEL" (another model through its chat template). Returns (model, controls, whether its
+        books' p_base is the recipe's base — not for another model)."""
+        from steering.controls import Adapter, ChatTemplate
+
+        if spec == "base":
+            return self.model(dtype=dtype), [], True
+        if spec.startswith("chat:"):
+            return self.model(spec.removeprefix("chat:"), dtype), [ChatTemplate()], False
+        return self.model(dtype=dtype), [Adapter(Path(self.ref(spec)))], True
+
 
 class StepKind:
     """Base class of the step kinds (see the module docstring): `run` is required, the rest derived."""

@@ -17,10 +17,9 @@ import itertools
 import json
 import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-from steering.controls import Adapter, ChatTemplate, Greedy
+from steering.controls import Greedy
 from steering.decode import generate
 from steering.eval.instructions import SCORE_COLUMNS, load_instructions, score_instructions
 from steering.eval.report import Section, examples_html, table_html
@@ -30,7 +29,6 @@ from steering.feedback.model_judge import ModelJudge
 from steering.paths import atomic_write_text
 from steering.recipes.pipeline.contract import StepContext, StepKind, StepRecord, StepResult
 from steering.recipes.pipeline.packaged import packaged_file
-from steering.recipes.pipeline.spec import is_reference
 
 
 @dataclass
@@ -66,7 +64,7 @@ class Evaluate(StepKind):
         answers: dict[str, list[str]] = {}
         for index, policy in enumerate(options.policies):
             context.progress(index, len(options.policies), f"answering: {policy}")
-            model, controls, same_base = self.policy(context, policy)
+            model, controls, same_base = context.policy(policy)
             greedy = generate(model, prompts, controls=[*controls, Greedy()], max_new_tokens=options.max_new_tokens,
                               seed=context.recipe.seed, batch_size=options.batch_size)  # fmt: skip
             scores = score_instructions(instructions, greedy.texts, greedy.stop_reasons)
@@ -90,16 +88,6 @@ class Evaluate(StepKind):
                     for n, i in enumerate(instructions)),
         )  # fmt: skip
         return StepResult({"stages": stages, "instructions": len(instructions)}, {"answers": "answers.jsonl"})
-
-    def policy(self, context: StepContext, policy: str) -> tuple[Any, list[object], bool]:
-        """(model, controls, whether its books have the recipe's base as p_base)."""
-        if policy == "base":
-            return context.model(), [], True
-        if is_reference(policy):
-            return context.model(), [Adapter(context.ref(policy))], True
-        if policy.startswith("chat:"):
-            return context.model(policy.removeprefix("chat:")), [ChatTemplate()], False
-        return context.model(), [Adapter(Path(policy))], True
 
     def judge_stages(
         self,
