@@ -17,6 +17,7 @@ import torch
 
 from steering.eval import builtin_questions
 from steering.eval.report import Section, write_report
+from steering.recipes.demo.recipe_links import recipes_section
 from steering.models import LanguageModel
 from steering.recipes.demo.conditionals import ConditionalsSection
 from steering.recipes.demo.feedback import FeedbackSection
@@ -140,4 +141,6 @@ def write_demo_report(
         f"torch {torch.__version__}, {elapsed:.0f} s" + (" so far" if pending else "")
     )
     sections: list[Section] = [part for outcome in outcomes for part in outcome.sections()]
+    if not pending:
+        sections.append(recipes_section(path))
     return write_report(path, title="steering demo", meta=meta, sections=sections, pending=pending)
