@@ -101,7 +101,10 @@ def harvest(
     judge: Annotated[
         str, typer.Option(help='Judge model filtering the rows ("none": code filters only).')
     ] = "smollm2-135m-instruct",
-    min_rating: Annotated[float, typer.Option("--min-rating", min=1.0, max=7.0)] = 4.0,
+    keep_fraction: Annotated[
+        float,
+        typer.Option("--keep-fraction", min=0.01, max=1.0, help="The judge's best-rated share to keep."),
+    ] = 0.5,
     rounds: Annotated[int, typer.Option(min=1)] = 4,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=8)] = 96,
     seed: Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1)] = 0,
@@ -133,7 +136,7 @@ def harvest(
         task = bar.add_task("harvest", total=None)
         result = harvest_instructions(
             lm, demos, per_task=per_task, exclude=[i.text for i in load_instructions("eval")], judge=rater,
-            principle=FOLLOWS, min_rating=min_rating, rounds=rounds, max_new_tokens=max_new_tokens, seed=seed,
+            principle=FOLLOWS, keep_fraction=keep_fraction, rounds=rounds, max_new_tokens=max_new_tokens, seed=seed,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     atomic_write_text(

@@ -26,10 +26,11 @@ soft prompt on the rows: a pipeline over `train/`, which is why it lives in `rec
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,21 @@ class InstructionHarvest:
     drawn: int = 0
 
 
+@dataclass
+class TaskHarvest:
+    """One task's harvest: kept rows, drops per filter, continuations drawn."""
+
+    task: str
+    rows: list[dict[str, Any]]
+    dropped: Counter[str]
+    drawn: int
+
+
+# A short answer or a format reply needs fewer tokens than a writing task: their budget is capped so
+# that a harvest does not decode 96 tokens for "Paris." (a continuation still has to end with "###").
+KIND_TOKENS = {"factual": 32, "format": 48}
+
+
 def harvest_instructions(
     model: LanguageModel,
     demos: Sequence[Demo],
@@ -289,13 +305,15 @@ def harvest_instructions(
     exclude: Iterable[str] = (),
     judge: Judge | None = None,
     principle: Principle | None = None,
-    min_rating: float = 4.0,
+    keep_fraction: float = 0.5,
     shots: int = 3,
     max_new_tokens: int = 96,
     max_repeat: int = 4,
     rounds: int = 4,
     seed: int = 0,
     batch_size: int = 8,
+    done: Mapping[str, TaskHarvest] | None = None,
+    on_task: Callable[[TaskHarvest], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> InstructionHarvest:
     """New instructions and responses of every task, written by the base from few-shot demonstrations.
@@ -305,9 +323,13 @@ def harvest_instructions(
     with "###" (the model stopped), has 1 to MAX_WORDS[kind] words without a repeated `max_repeat`-gram,
     asks nothing back (factual), passes the code rule its task allows (`harvest_rule`: one word, three
     items, lowercase, "N words", the writing minimum), is new (not a demonstration, not in `exclude`,
-    not kept already) and — with a `judge` — is rated at least `min_rating` of 7 under `principle`.
+    not kept already); with a `judge`, the best-rated `keep_fraction` of those under `principle` are kept
+    (`harvest_task`: the judge ranks).
     Writing tasks are harvested like the others: an adapter taught only short answers learns to say
     nothing to a writing request.
+
+    Each task draws from its own seeded generator, so a harvest stopped part way continues: pass the
+    tasks finished before as `done` (`on_task` is called as each task finishes, to save it).
 
     Returns:
         `InstructionHarvest` with at most `per_task` rows per task.
@@ -315,6 +337,12 @@ def harvest_instructions(
     if per_task < 1:
         raise InvalidArgument(
             "per_task must be ≥ 1", received=per_task, fix="ask for at least one row per task"
+        )
+    if not 0.0 < keep_fraction <= 1.0:
+        raise InvalidArgument(
+            "keep_fraction must be in (0, 1]",
+            received=keep_fraction,
+            fix="keep e.g. the judge's best half: 0.5",
         )
     tasks: dict[str, list[Demo]] = {}
     for demo in demos:
@@ -326,43 +354,100 @@ def harvest_instructions(
             received=short,
             fix="add demonstrations of those tasks or lower shots",
         )
-    blocked = {normalise(text) for text in exclude}
-    seen = {normalise(demo.instruction.text) for demo in demos}
-    harvest = InstructionHarvest(rows=[], dropped={task: Counter() for task in tasks})
-    rng = random.Random(seed)
-    done_units, total_units = 0, rounds * len(tasks)
-    for task, shown in tasks.items():
-        kept: dict[str, dict[str, Any]] = {}
-        for round_index in range(rounds):
-            want = max(batch_size, 2 * (per_task - len(kept)))
-            chosen = [rng.sample(shown, shots) for _ in range(want)]
-            samples = generate(
-                model, [instruction_prompt(c) for c in chosen], max_new_tokens=max_new_tokens,
-                stop=(END,), seed=seed + round_index, batch_size=batch_size,
+    blocked = {normalise(text) for text in exclude} | {normalise(demo.instruction.text) for demo in demos}
+    harvest = InstructionHarvest(rows=[])
+    for index, (task, shown) in enumerate(tasks.items()):
+        if progress is not None:
+            progress(index, len(tasks))
+        result = (done or {}).get(task)
+        if result is None:
+            result = harvest_task(
+                model, shown, per_task=per_task, blocked=blocked, judge=judge, principle=principle,
+                keep_fraction=keep_fraction, shots=shots, max_new_tokens=min(max_new_tokens, KIND_TOKENS.get(
+                    shown[0].instruction.kind, max_new_tokens)), max_repeat=max_repeat, rounds=rounds,
+                seed=seed, batch_size=batch_size,
             )  # fmt: skip
-            candidates = []
-            for demo_set, sample in zip(chosen, samples, strict=True):
-                harvest.drawn += 1
-                row, reason = check_instruction(sample.text, sample.stop_reason, demo_set[0], max_repeat)
-                if row is not None:
-                    key = normalise(row["prompt"])
-                    reason = "seen" if key in seen or key in blocked else "duplicate" if key in kept else None
-                if reason is not None:
-                    harvest.dropped[task][reason] += 1
-                elif row is not None:
-                    candidates.append(row)
-            for row in judged(candidates, judge, principle, min_rating, harvest.dropped[task]):
-                key = normalise(row["prompt"])
-                if key not in kept and len(kept) < per_task:
-                    kept[key] = row
-            done_units += 1
-            if progress is not None:
-                progress(done_units, total_units)
-            if len(kept) >= per_task:
-                break
-        done_units = (list(tasks).index(task) + 1) * rounds
-        harvest.rows.extend(kept.values())
+            if on_task is not None:
+                on_task(result)
+        harvest.rows.extend(result.rows)
+        harvest.dropped[task] = result.dropped
+        harvest.drawn += result.drawn
+    if progress is not None:
+        progress(len(tasks), len(tasks))
     return harvest
+
+
+def harvest_task(
+    model: LanguageModel,
+    shown: Sequence[Demo],
+    *,
+    per_task: int,
+    blocked: set[str],
+    judge: Judge | None,
+    principle: Principle | None,
+    keep_fraction: float,
+    shots: int,
+    max_new_tokens: int,
+    max_repeat: int,
+    rounds: int,
+    seed: int,
+    batch_size: int,
+) -> TaskHarvest:
+    """One task's rounds: draw until enough candidates pass the code filters, then keep the judge's best.
+
+    The judge ranks, it does not grade: a small judge's 1–7 ratings sit low and close together (a
+    fixed threshold such as 4 kept nothing from smollm2-135m), but their order still separates
+    better from worse. So rounds draw until `per_task / keep_fraction` candidates passed the code
+    filters (or `rounds` are spent), and the best-rated `keep_fraction` of them, at most `per_task`,
+    are kept.
+    """
+    task = shown[0].instruction.task
+    rng = random.Random(f"{seed}:{task}")
+    result = TaskHarvest(task, [], Counter(), 0)
+    pool: dict[str, dict[str, Any]] = {}
+    wanted = math.ceil(per_task / keep_fraction) if judge is not None else per_task
+    for _ in range(rounds):
+        want = max(batch_size, math.ceil(1.5 * (wanted - len(pool))))
+        chosen = [rng.sample(list(shown), shots) for _ in range(want)]
+        samples = generate(
+            model, [instruction_prompt(c) for c in chosen], max_new_tokens=max_new_tokens,
+            stop=(END,), seed=rng.randrange(2**31), batch_size=batch_size,
+        )  # fmt: skip
+        for demo_set, sample in zip(chosen, samples, strict=True):
+            result.drawn += 1
+            row, reason = check_instruction(sample.text, sample.stop_reason, demo_set[0], max_repeat)
+            if row is not None:
+                key = normalise(row["prompt"])
+                reason = "seen" if key in blocked else "duplicate" if key in pool else None
+                if reason is None:
+                    pool[key] = row
+            if reason is not None:
+                result.dropped[reason] += 1
+        if len(pool) >= wanted:
+            break
+    result.rows = best_rated(list(pool.values()), judge, principle, per_task, keep_fraction, result.dropped)
+    return result
+
+
+def best_rated(
+    rows: list[dict[str, Any]],
+    judge: Judge | None,
+    principle: Principle | None,
+    per_task: int,
+    keep_fraction: float,
+    dropped: Counter[str],
+) -> list[dict[str, Any]]:
+    """The judge's best-rated `keep_fraction` of the rows, at most `per_task` (each keeps its rating)."""
+    if judge is None or principle is None or not rows:
+        dropped["surplus"] += max(0, len(rows) - per_task)
+        return rows[:per_task]
+    ratings = judge.rate([r["prompt"] for r in rows], [r["completion"].strip() for r in rows], principle)
+    for row, rating in zip(rows, ratings, strict=True):
+        row["judge"] = round(rating.value, 3)
+    ranked = sorted(rows, key=lambda r: -r["judge"])
+    keep = min(per_task, math.ceil(keep_fraction * len(ranked)))
+    dropped["judge"] += len(ranked) - keep
+    return ranked[:keep]
 
 
 def check_instruction(
@@ -388,24 +473,3 @@ def check_instruction(
         return None, "rule"
     row = {"prompt": instruction, "completion": " " + response, "kind": kind, "task": demo.instruction.task}
     return row, None
-
-
-def judged(
-    rows: list[dict[str, Any]],
-    judge: Judge | None,
-    principle: Principle | None,
-    min_rating: float,
-    dropped: Counter[str],
-) -> list[dict[str, Any]]:
-    """The rows the judge rates at least `min_rating` (each row keeps its rating); all rows without a judge."""
-    if judge is None or principle is None or not rows:
-        return rows
-    ratings = judge.rate([r["prompt"] for r in rows], [r["completion"].strip() for r in rows], principle)
-    kept = []
-    for row, rating in zip(rows, ratings, strict=True):
-        row["judge"] = round(rating.value, 3)
-        if rating.value >= min_rating:
-            kept.append(row)
-        else:
-            dropped["judge"] += 1
-    return kept

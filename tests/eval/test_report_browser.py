@@ -159,7 +159,9 @@ def test_the_page_of_a_recipe_run_renders(browser, tmp_path):
     from steering.recipes.pipeline import run
 
     data = tmp_path / "demos.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"Q: {i}?\nA:", "completion": " yes"}) + "\n" for i in range(8)))
+    data.write_text(
+        "".join(json.dumps({"prompt": f"Q: {i}?\nA:", "completion": " yes"}) + "\n" for i in range(8))
+    )
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
         'name = "tiny"\nmodel = "tiny-random"\n'

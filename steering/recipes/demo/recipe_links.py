@@ -10,7 +10,10 @@ from steering.eval.report import Section
 
 # (recipe file, what it runs) — the run folder is runs/<stem>, as `steer run` names it.
 RECIPES = (
-    ("recipes/instruct.toml", "InstructGPT from the base alone: harvest → SFT → judge → reward model → RL → eval"),
+    (
+        "recipes/instruct.toml",
+        "InstructGPT from the base alone: harvest → SFT → judge → reward model → RL → eval",
+    ),
     ("recipes/constitution.toml", "Constitutional AI: critique → revision → SL-CAI → RLAIF → harmlessness"),
     ("recipes/dual.toml", "prompt + adapter on the user's notes + quoting slots"),
     ("recipes/prompt-as-reward.toml", "the prompt as a reward, trained with RL"),
@@ -27,8 +30,12 @@ def recipes_section(report: Path, runs: Path = Path("runs")) -> Section:
             shown = f'<a href="{href}">{escape(str(page))}</a>'
         else:
             shown = "not run yet"
-        rows.append(f"<tr><td><code>steer run {escape(file)}</code></td><td>{escape(what)}</td><td>{shown}</td></tr>")
-    body = "<table><thead><tr><th>command</th><th>pipeline</th><th>report</th></tr></thead><tbody>" + "".join(rows)
+        rows.append(
+            f"<tr><td><code>steer run {escape(file)}</code></td><td>{escape(what)}</td><td>{shown}</td></tr>"
+        )
+    body = "<table><thead><tr><th>command</th><th>pipeline</th><th>report</th></tr></thead><tbody>" + "".join(
+        rows
+    )
     return Section(
         "Whole pipelines (recipes)",
         "Each recipe runs its steps in order into runs/NAME, caches each step, and writes its own page "

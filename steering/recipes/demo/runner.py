@@ -17,12 +17,12 @@ import torch
 
 from steering.eval import builtin_questions
 from steering.eval.report import Section, write_report
-from steering.recipes.demo.recipe_links import recipes_section
 from steering.models import LanguageModel
 from steering.recipes.demo.conditionals import ConditionalsSection
 from steering.recipes.demo.feedback import FeedbackSection
 from steering.recipes.demo.pools_and_tweaks import ControlsOutcome, PoolsAndTweaksSection, SentimentRow
 from steering.recipes.demo.prompting import PromptingSection
+from steering.recipes.demo.recipe_links import recipes_section
 from steering.recipes.demo.section import (
     DemoContext,
     DemoScale,

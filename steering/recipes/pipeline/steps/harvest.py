@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from steering.errors import InvalidArgument
@@ -21,7 +22,7 @@ from steering.feedback.constitution import Principle
 from steering.feedback.model_judge import ModelJudge
 from steering.paths import atomic_write_text
 from steering.recipes.pipeline.contract import StepContext, StepKind, StepRecord, StepResult
-from steering.recipes.self_instruct import INSTRUCTION_REASONS, harvest_instructions
+from steering.recipes.self_instruct import INSTRUCTION_REASONS, TaskHarvest, harvest_instructions
 
 FOLLOWS = Principle(
     "follows",
@@ -36,14 +37,22 @@ class HarvestOptions:
     rounds: int = 4
     max_new_tokens: int = 96
     judge: str = "smollm2-135m-instruct"  # "" = keep what passes the code filters
-    min_rating: float = 4.0
+    keep_fraction: float = 0.5  # the judge's best-rated share of what passed the code filters
     min_rows: int = 8
     batch_size: int = 8
+
+
+def read_task(path: Path) -> TaskHarvest:
+    """A task saved by an earlier, stopped run of the step."""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return TaskHarvest(record["task"], record["rows"], Counter(record["dropped"]), record["drawn"])
 
 
 class Harvest(StepKind):
     name = "harvest"
     Options = HarvestOptions
+    resumable = True  # each finished task is saved (tasks/<task>.json); a rerun continues with the next
+    version = 2  # per-task generators, 1.5× draws per round, shorter budgets for short answers, judge ranks
     quick: ClassVar[dict[str, Any]] = {
         "per_task": 1,
         "rounds": 1,
@@ -55,18 +64,32 @@ class Harvest(StepKind):
     def run(self, context: StepContext, options: Any) -> StepResult:
         model = context.model()
         judge = ModelJudge(context.model(options.judge)) if options.judge else None
+        tasks = context.folder / "tasks"
+        tasks.mkdir(exist_ok=True)
+        done = {p.stem: read_task(p) for p in tasks.glob("*.json")}
+
+        def save(result: TaskHarvest) -> None:
+            record = {
+                "task": result.task,
+                "rows": result.rows,
+                "dropped": dict(result.dropped),
+                "drawn": result.drawn,
+            }
+            atomic_write_text(tasks / f"{result.task}.json", json.dumps(record) + "\n")
+
         harvest = harvest_instructions(
             model, instruction_demos(), per_task=options.per_task,
             exclude=[i.text for i in load_instructions("eval")], judge=judge, principle=FOLLOWS,
-            min_rating=options.min_rating, shots=options.shots, max_new_tokens=options.max_new_tokens,
+            keep_fraction=options.keep_fraction, shots=options.shots, max_new_tokens=options.max_new_tokens,
             rounds=options.rounds, seed=context.recipe.seed, batch_size=options.batch_size,
-            progress=lambda done, total: context.progress(done, total, "harvesting"),
+            done=done, on_task=save,
+            progress=lambda finished, total: context.progress(finished, total, "harvesting (tasks)"),
         )  # fmt: skip
         if len(harvest.rows) < options.min_rows:
             raise InvalidArgument(
                 f"the base model's continuations left only {len(harvest.rows)} demonstrations after the filters",
                 received={task: dict(counts) for task, counts in harvest.dropped.items()},
-                fix='raise rounds or max_new_tokens, lower min_rating, or set judge = ""',
+                fix='raise rounds or max_new_tokens, raise keep_fraction, or set judge = ""',
             )
         data = "".join(
             json.dumps({"prompt": r["prompt"], "completion": r["completion"]}) + "\n" for r in harvest.rows
