@@ -22,12 +22,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -223,13 +222,7 @@ def run_recipe(
                 result.report = write_report(recipe, folder, result.records)
         if write_report is not None:
             result.report = write_report(recipe, folder, result.records)
-    os.utime(folder)
     return result
-
-
-def recipe_summary(recipe: Recipe) -> list[dict[str, Any]]:
-    """The steps as a list of plain dicts (for `steer run --dry-run` and the report's header)."""
-    return [asdict(step) for step in recipe.steps]
 
 
 __all__ = ["Event", "RunResult", "load_recipe", "run_recipe"]

@@ -35,7 +35,11 @@ CURVES = (
 def step_options(method: str) -> type:
     """The method's config with `out` dropped (the runner owns the folder) and `model` left "" (the recipe's)."""
     config = METHODS[method].config
-    kept = [(f.name, f.type, f) for f in dataclasses.fields(config) if f.name != "out"]
+    kept: list[tuple[str, Any, Any]] = [
+        (f.name, f.type, dataclasses.field(default="") if f.name == "model" else f)
+        for f in dataclasses.fields(config)
+        if f.name != "out"
+    ]
     return dataclasses.make_dataclass(f"{config.__name__}StepOptions", kept)
 
 
@@ -47,9 +51,7 @@ class TrainStep(StepKind):
 
     def run(self, context: StepContext, options: Any) -> StepResult:
         values = dataclasses.asdict(options)
-        values["model"] = values.get("model") or context.recipe.model
-        if values["model"] == "gemma-270m" and context.recipe.model != "gemma-270m":
-            values["model"] = context.recipe.model  # the config's default yields to the recipe's model
+        values["model"] = values["model"] or context.recipe.model
         run_dir = context.folder / "run"
         values |= {"out": str(run_dir), "data": self.data(context, options.data, run_dir)}
         for name in ("init_adapter",):
