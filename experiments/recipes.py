@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from steering.recipes.pipeline import Event, run
+from steering.recipes.pipeline import STEPS, Event, load_recipe, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # common.py
 from common import machine, machine_line, write_section
@@ -161,6 +161,7 @@ def main() -> None:
                 flush=True,
             )
 
+    recipe = load_recipe(args.recipe, args.overrides, kinds=STEPS)
     result = run(args.recipe, args.overrides, out=args.out, events=show)
     records = {
         name: json.loads((result.folder / "steps" / name / "step.json").read_text())
@@ -170,8 +171,8 @@ def main() -> None:
     lines = [
         f"## Recipe `{args.recipe}` at full size (`experiments/recipes.py`)",
         "",
-        f"{machine_line(machine())}. Model {json.loads((result.folder / '.steering-recipe').read_text())['recipe']} recipe "
-        f"on gemma-270m; {len(result.ran)} steps ran in this call, {len(result.cached)} reused from an earlier call of the same run.",
+        f"{machine_line(machine())}. Model {recipe.model}, seed {recipe.seed}; {len(result.ran)} steps ran in this "
+        f"call, {len(result.cached)} reused from an earlier call of the same run (their times are those they took).",
         "",
         steps_line(records),
         "",
