@@ -220,7 +220,7 @@ def run_recipe(
             emit(Event("done", spec.name, index, len(recipe.steps), seconds=seconds))
             if write_report is not None:
                 result.report = write_report(recipe, folder, result.records)
-        if write_report is not None:
+        if write_report is not None and result.report is None:  # every step cached: the page once
             result.report = write_report(recipe, folder, result.records)
     return result
 
