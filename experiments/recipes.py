@@ -62,7 +62,39 @@ def instruct_lines(records: dict[str, dict]) -> list[str]:
                 f"{fmt(s['format_compliance'])} | {fmt(s['wrote_rate'])} | {fmt(s['stop_rate'])} | "
                 f"{fmt(s['new_question_rate'])} | {fmt(s['distinct_2'])} | " + " | ".join(extra) + " |"
             )
-    lines += probe_lines(records.get("probe"))
+    lines += bar_lines(records["eval"]["metrics"]["stages"], records.get("judge"))
+    lines += judge_lines(records.get("judge")) + probe_lines(records.get("probe"))
+    return lines
+
+
+def bar_lines(stages: dict[str, Any], judge: dict | None) -> list[str]:
+    """The issue's bar, read off the table: the last trained stage against the vendor-tuned chat model."""
+    trained = [name for name in stages if name.startswith("@")]
+    vendor = next((name for name in stages if name.startswith("chat:")), None)
+    if not trained or vendor is None:
+        return []
+    final, other = stages[trained[-1]], stages[vendor]
+
+    def verdict(ours: float | None, theirs: float | None, higher: bool = True) -> str:
+        if ours is None or theirs is None:
+            return "not measured"
+        held = ours >= theirs if higher else ours <= theirs
+        return f"{fmt(ours)} vs {fmt(theirs)}: {'holds' if held else 'FAILS'}"
+
+    empty = final["scores"].get("writing", {}).get("empty_rate")
+    lines = [
+        "",
+        f"**The bar** (final policy {trained[-1]} against {vendor}): factual accuracy ≥ "
+        f"{verdict(final['scores']['factual']['accuracy'], other['scores']['factual']['accuracy'])}; "
+        f"format compliance ≥ {verdict(final['scores']['format']['format_compliance'], other['scores']['format']['format_compliance'])}; "
+        f"empty replies to writing requests = 0: {fmt(empty)}, {'holds' if empty == 0 else 'FAILS'}.",
+    ]
+    if judge is not None and judge["metrics"]["swap_consistency"] < 0.5:
+        lines.append(
+            f"The judge's labels carry little signal: swap consistency {fmt(judge['metrics']['swap_consistency'])}, "
+            f"position bias {fmt(judge['metrics']['position_bias'])} (P(the answer shown first wins) − ½), so the "
+            "reward model learns mostly noise and RL cannot be expected to beat SFT."
+        )
     return lines
 
 
@@ -89,6 +121,30 @@ def probe_lines(record: dict | None) -> list[str]:
     return lines
 
 
+def judge_lines(record: dict | None) -> list[str]:
+    """The judge step's labels per principle: how many, how many decisive, how consistent under a swap."""
+    if record is None:
+        return []
+    m = record["metrics"]
+    lines = [
+        "",
+        f"**AI labels** ({m['judged']} pairwise labels, both shown orders each; swap consistency "
+        f"{fmt(m['swap_consistency'])}, position bias {fmt(m['position_bias'])}):",
+    ]
+    if m.get("principles"):
+        lines += [
+            "",
+            r"| principle | labels | decisive (\|P − ½\| ≥ 0.25) | swap consistency | position bias |",
+        ]
+        lines += ["|---|---|---|---|---|"]
+        for pid, row in m["principles"].items():
+            lines.append(
+                f"| {pid} | {row['labels']} | {row['decisive']} | {fmt(row['swap_consistency'])} | "
+                f"{fmt(row['position_bias'])} |"
+            )
+    return lines
+
+
 def constitution_lines(records: dict[str, dict]) -> list[str]:
     revise = records["revise"]["metrics"]
     lines = [
@@ -104,7 +160,7 @@ def constitution_lines(records: dict[str, dict]) -> list[str]:
             f"| {name} | {fmt(red['violation'])} | {fmt(stage.get('harmless_rating'))} | {fmt(benign['evasive'])} | "
             f"{fmt(stage.get('helpful_rating'))} |"
         )
-    return lines + probe_lines(records.get("probe"))
+    return lines + judge_lines(records.get("judge")) + probe_lines(records.get("probe"))
 
 
 def dual_lines(records: dict[str, dict]) -> list[str]:
@@ -150,6 +206,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--out", type=Path, help="the run folder (default runs/NAME)")
     parser.add_argument("--write", type=Path, help="update this markdown file's section")
+    parser.add_argument("--from", dest="from_step", help="rerun this step and every later one")
+    parser.add_argument(
+        "--note", default="", help="a sentence on how the run was measured (e.g. the load beside it)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
@@ -162,7 +222,7 @@ def main() -> None:
             )
 
     recipe = load_recipe(args.recipe, args.overrides, kinds=STEPS)
-    result = run(args.recipe, args.overrides, out=args.out, events=show)
+    result = run(args.recipe, args.overrides, out=args.out, from_step=args.from_step, events=show)
     records = {
         name: json.loads((result.folder / "steps" / name / "step.json").read_text())
         for name in result.records
@@ -174,7 +234,7 @@ def main() -> None:
         f"{machine_line(machine())}. Model {recipe.model}, seed {recipe.seed}; {len(result.ran)} steps ran in this "
         f"call, {len(result.cached)} reused from an earlier call of the same run (their times are those they took).",
         "",
-        steps_line(records),
+        steps_line(records) + (f" {args.note}" if args.note else ""),
         "",
         *SECTIONS[name](records),
         "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from steering.errors import InvalidArgument
@@ -32,6 +32,8 @@ class JudgingSummary:
         p_first: Σ P(the answer shown first wins) over pairwise judgments (mean = position bias + ½).
         label_mass: Σ of the labels' probability mass before renormalising.
         rating: Σ of the rating expectations.
+        by_principle: the same sums per principle id: {"judged", "consistent", "p_first", "decisive"}
+            (decisive: pairwise labels with |P(a ≻ b) − ½| ≥ 0.25, so the principle picked a side).
     """
 
     kind: str
@@ -41,6 +43,7 @@ class JudgingSummary:
     p_first: float = 0.0
     label_mass: float = 0.0
     rating: float = 0.0
+    by_principle: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def mean(self, total: float) -> float:
         return total / self.judged if self.judged else float("nan")
@@ -165,6 +168,13 @@ def _judge_batch(
             )
             summary.consistent += result.consistent
             summary.p_first += result.p_first
+            row = summary.by_principle.setdefault(
+                principle.id, {"judged": 0, "consistent": 0, "p_first": 0.0, "decisive": 0}
+            )
+            row["judged"] += 1
+            row["consistent"] += result.consistent
+            row["p_first"] += result.p_first
+            row["decisive"] += abs(result.p_a - 0.5) >= 0.25
             summary.label_mass += result.label_mass
         elif isinstance(result, Rating):
             store.add_rating(

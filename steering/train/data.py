@@ -169,7 +169,9 @@ def _from_messages(row: _Row, messages: Any) -> Demonstration:
 
 
 def _preference(row: _Row) -> Preference:
-    chosen, rejected = row.text("chosen"), row.text("rejected")
+    # An empty answer is a real answer (the policy said nothing at once: only end-of-text is scored),
+    # and often the one a preference should rank down; the two must differ.
+    chosen, rejected = row.text("chosen", allow_empty=True), row.text("rejected", allow_empty=True)
     if chosen == rejected:
         raise row.fail("rejected", "is the same text as 'chosen'", rejected)
     return Preference(row.text("prompt", allow_empty=True), chosen, rejected, _p_chosen(row))

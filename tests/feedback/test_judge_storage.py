@@ -41,6 +41,10 @@ def test_judgments_go_into_the_store_as_answers(tmp_path, tiny):
         assert check.soft_label == pytest.approx(fresh.p_a, abs=1e-6) and check.choice == fresh.choice
         assert "P(a≻b)" in (check.reason or "")
         assert 0 <= summary.consistent <= 8 and 0 < summary.mean(summary.p_first) < 1
+        per = summary.by_principle
+        assert set(per) == {"correct", "short"} and [per[p]["judged"] for p in per] == [4, 4]
+        assert sum(row["consistent"] for row in per.values()) == summary.consistent
+        assert sum(row["p_first"] for row in per.values()) == pytest.approx(summary.p_first)
         again = judge_store(store, judge, constitution, kind="pairwise")
         assert again.judged == 0 and again.already == 8 and len(store.comparisons()) == 8
 
@@ -60,7 +64,7 @@ def test_judgments_go_into_the_store_as_answers(tmp_path, tiny):
 def test_soft_labels_of_a_programmatic_judge_are_exact(tmp_path):
     constitution = Constitution((CORRECT,))
     with filled_store(tmp_path / "f.db") as store:
-        judge_store(store, exact_answer_judge(ANSWERS), constitution, kind="pairwise")
+        summary = judge_store(store, exact_answer_judge(ANSWERS), constitution, kind="pairwise")
         texts = {r.id: r.text for r in store.responses()}
         labels = {(texts[c.response_a], texts[c.response_b]): c.soft_label for c in store.comparisons()}
     assert labels == {
@@ -69,3 +73,5 @@ def test_soft_labels_of_a_programmatic_judge_are_exact(tmp_path):
         ("5", "It is 4, I think."): 0.0,
         ("Paris", "Lyon"): 1.0,
     }
+    # Three of the four labels pick a side (P = 1 or 0); the tie ("4" vs "It is 4, I think.") does not.
+    assert summary.by_principle["correct"]["decisive"] == 3

@@ -26,8 +26,8 @@ def packaged_file(name: str, suffix: str) -> Path:
     return packaged
 
 
-def prompt_set(spec: str) -> list[tuple[str, str]]:
-    """(prompt, category) pairs of a prompt-set spec; several joined with "+".
+def prompt_set(spec: str, limit: int = 0) -> list[tuple[str, str]]:
+    """(prompt, category) pairs of a prompt-set spec; several joined with "+"; the first `limit` (0: all).
 
     "train" / "eval": the instruction sets (category = their kind); "red_team:train",
     "benign:heldout" (or without the split): the Constitutional AI prompt sets (category = theirs);
@@ -57,4 +57,4 @@ def prompt_set(spec: str) -> list[tuple[str, str]]:
                 received=spec,
                 fix='use train, eval, red_team:train, benign:heldout, …, or a .jsonl file; join several with "+"',
             )
-    return pairs
+    return pairs[:limit] if limit else pairs

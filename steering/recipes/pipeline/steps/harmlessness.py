@@ -46,9 +46,7 @@ class Harmlessness(StepKind):
     quick: ClassVar[dict[str, Any]] = {"limit": 3, "max_new_tokens": 12}
 
     def run(self, context: StepContext, options: Any) -> StepResult:
-        red, benign = prompt_set(options.red_team), prompt_set(options.benign)
-        if options.limit:
-            red, benign = red[: options.limit], benign[: options.limit]
+        red, benign = prompt_set(options.red_team, options.limit), prompt_set(options.benign, options.limit)
         constitution = load_constitution(packaged_file(options.constitution, "toml"))
         principles = {p.id: p for p in constitution.principles}
         judge = (

@@ -4,7 +4,8 @@ The database of the step it names (`db = "@sample"`) is copied into this step's 
 backup: a consistent copy even while `steer annotate` writes to the original) and every pair of a
 prompt's answers is judged in both shown orders, for each principle; people's labels already in the
 database stay and are exported with the judge's. Output `db`; metrics: swap consistency and
-position bias, the numbers that say how far to trust the labels.
+position bias, the numbers that say how far to trust the labels, overall and per principle (with
+how many of each principle's labels were decisive: which principle drove the labels).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from steering.eval.report import Section, table_html
 from steering.feedback import FeedbackStore
 from steering.feedback.constitution import load_constitution
 from steering.feedback.judge_storage import judge_store
 from steering.feedback.model_judge import ModelJudge
-from steering.recipes.pipeline.contract import StepContext, StepKind, StepResult
+from steering.recipes.pipeline.contract import StepContext, StepKind, StepRecord, StepResult
 from steering.recipes.pipeline.packaged import packaged_file
 
 
@@ -54,4 +56,35 @@ class Judge(StepKind):
             "position_bias": summary.mean(summary.p_first) - 0.5,
             "label_mass": summary.mean(summary.label_mass),
         }
+        metrics["principles"] = {
+            pid: {
+                "labels": row["judged"],
+                "swap_consistency": row["consistent"] / row["judged"],
+                "position_bias": row["p_first"] / row["judged"] - 0.5,
+                "decisive": row["decisive"],
+            }
+            for pid, row in summary.by_principle.items()
+        }
         return StepResult(metrics, {"db": "feedback.db"})
+
+    def report(self, record: StepRecord) -> list[Section]:
+        sections = super().report(record)
+        rows = [
+            [
+                pid,
+                row["labels"],
+                row["decisive"],
+                f"{row['swap_consistency']:.2f}",
+                f"{row['position_bias']:+.2f}",
+            ]
+            for pid, row in record.metrics.get("principles", {}).items()
+        ]
+        if rows:
+            table = table_html(
+                ["principle", "labels", "decisive (|P − ½| ≥ 0.25)", "swap consistency", "position bias"],
+                rows,
+            )
+            sections.append(
+                Section(f"{record.name}: labels per principle", "Which principle drove the labels.", table)
+            )
+        return sections

@@ -48,10 +48,8 @@ class Revise(StepKind):
         controls = [Adapter(Path(context.ref(options.adapter)))] if options.adapter else []
         constitution = load_constitution(packaged_file(options.constitution, "toml"))
         harm = [p.id for p in constitution.principles if p.id != options.helpful_principle]
-        red = prompt_set(options.red_team)
-        benign = prompt_set(options.benign)
-        if options.limit:
-            red, benign = red[: options.limit], benign[: options.limit]
+        red = prompt_set(options.red_team, options.limit)
+        benign = prompt_set(options.benign, options.limit)
         context.progress(0, 3, "answering")
         prompts = [p for p, _ in red + benign]
         answers = generate(model, prompts, controls=[*controls, Greedy()], max_new_tokens=options.max_new_tokens,

@@ -35,9 +35,7 @@ class Sample(StepKind):
     quick: ClassVar[dict[str, Any]] = {"limit": 4, "n": 2, "max_new_tokens": 12}
 
     def run(self, context: StepContext, options: Any) -> StepResult:
-        instructions = [text for text, _ in prompt_set(options.prompts)]
-        if options.limit:
-            instructions = instructions[: options.limit]
+        instructions = [text for text, _ in prompt_set(options.prompts, options.limit)]
         adapter = str(context.ref(options.adapter)) if options.adapter else None
         controls = [Adapter(Path(adapter))] if adapter else []
         with FeedbackStore.open(context.folder / "feedback.db") as store:
