@@ -96,7 +96,9 @@ def test_rankings_become_pairs_and_bad_input(tmp_path):
         load_preferences(str(bad))
     # An empty answer is an answer (only end-of-text is scored): a preference may rank it down or up.
     empty = tmp_path / "empty.jsonl"
-    empty.write_text('{"prompt": "p", "chosen": " yes", "rejected": ""}\n{"prompt": "p", "chosen": "", "rejected": " no"}\n')
+    empty.write_text(
+        '{"prompt": "p", "chosen": " yes", "rejected": ""}\n{"prompt": "p", "chosen": "", "rejected": " no"}\n'
+    )
     assert [(p.chosen, p.rejected) for p in load_preferences(str(empty))] == [(" yes", ""), ("", " no")]
     bad.write_text('{"prompt": "p", "chosen": "", "rejected": ""}\n')
     with pytest.raises(InputFormatError, match=r"bad.jsonl:1: field 'rejected' is the same text as 'chosen'"):
