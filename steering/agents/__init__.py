@@ -1,0 +1,21 @@
+"""The agent bureaucracy (top layer, beside recipes/): agents with missions and conservative scopes.
+
+So far: `Scope` (an embedding-similarity membership test whose false-accept rate on outsiders is
+bounded by split conformal calibration) and the example roster and situation pool. Episodes,
+reflection and extension build on these.
+"""
+
+from steering.agents.scope import Predicates, Scope, conformal_threshold, coverage_report
+from steering.agents.situations import Mission, Roster, Situation, load_roster, load_situations
+
+__all__ = [
+    "Mission",
+    "Predicates",
+    "Roster",
+    "Scope",
+    "Situation",
+    "conformal_threshold",
+    "coverage_report",
+    "load_roster",
+    "load_situations",
+]
