@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from agent_cases import random_adapter
 
 from steering.agents import Agent, Scope, covering, load_situations, run_episodes
 from steering.errors import InvalidArgument
 from steering.models.embeddings import load_embedder
 
 
-def _random_adapter(model, folder: Path) -> Path:
-    from steering.train.adapters import add_lora, remove_adapter, save_adapter
-
-    params = add_lora(model, "agent", rank=4, alpha=8, dropout=0.0)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(0)
-        for param in params:
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    save_adapter(model, "agent", folder)
-    remove_adapter(model, "agent")
-    return folder
-
-
 def test_turns_go_round_the_participants_and_carry_their_books(tiny, tmp_path):
-    adapter = _random_adapter(tiny, tmp_path / "adapter")
+    adapter = random_adapter(tiny, tmp_path / "adapter")
     agents = [Agent("tutor", "I explain patiently.", adapter=adapter), Agent("checker", "I check facts.")]
     episodes = run_episodes(
         tiny,
