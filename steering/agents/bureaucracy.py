@@ -55,6 +55,8 @@ def mission_principle(agent: Agent) -> Principle:
 
 @dataclass
 class ReflectionRound:
+    """One agent's part of a reflection round (round 0, kept 0, adapter "": it had no rated turns, unchanged)."""
+
     agent: str
     round: int
     turns: int
@@ -329,12 +331,11 @@ class Bureaucracy:
                 for r in responses
                 if r.meta["agent"] == name and r.id in scores and r.text.strip()
             ]
-            if not rated:
-                raise InvalidArgument(
-                    f"agent {name!r} has no rated, non-empty turns to reflect on",
-                    received=f"{sum(r.meta['agent'] == name for r in responses)} turns",
-                    fix="run episodes in its scope and rate them first (Bureaucracy.rate)",
+            if not rated:  # no episode in its scope yet: it stays as it is
+                done.append(
+                    ReflectionRound(name, 0, sum(r.meta["agent"] == name for r in responses), 0, "", None)
                 )
+                continue
             rated.sort(key=lambda pair: -pair[0])
             kept = rated[: max(1, round(len(rated) * keep_fraction))]
             home = self.folder / "agents" / name
@@ -356,6 +357,12 @@ class Bureaucracy:
             self._set_adapter(name, f"round-{number}/adapter")
             loss = result.metrics[-1].get("loss") if result.metrics else None
             done.append(ReflectionRound(name, number, len(rated), len(kept), str(out / "adapter"), loss))
+        if not any(r.kept for r in done):
+            raise InvalidArgument(
+                "no agent has rated, non-empty turns to reflect on",
+                received=", ".join(f"{r.agent}: {r.turns} turns" for r in done),
+                fix="run episodes in the agents' scopes and rate them first (Bureaucracy.rate)",
+            )
         return done
 
     def status(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steering.cli.agents import agents_app
 from steering.cli.annotate import annotate
 from steering.cli.feedback import feedback_app, feedback_training_data, split_data_options
 from steering.cli.judge import judge
@@ -565,6 +566,7 @@ app.command()(judge)
 app.command(name="run")(run_recipe_command)
 app.command()(harvest)
 app.command()(probe)
+app.add_typer(agents_app, name="agents")
 
 
 TrainArgs = Annotated[
