@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steering.agents.episode import Agent, Episode, Turn, run_episodes
+from steering.agents.episode import Agent, Episode, Turn, covering, run_episodes
 from steering.agents.scope import Predicates, Scope
 from steering.controls.adapter import check_adapter_folder
 from steering.errors import InvalidArgument
@@ -364,6 +364,60 @@ class Bureaucracy:
                 fix="run episodes in the agents' scopes and rate them first (Bureaucracy.rate)",
             )
         return done
+
+    def extend(
+        self,
+        newcomer: str,
+        situations: Sequence[str],
+        judge: ModelJudge,
+        *,
+        rounds: int = 1,
+        max_turns: int = 2,
+        max_new_tokens: int = 40,
+        reply_tokens: int = 64,
+        keep_fraction: float = 0.5,
+        epochs: int = 2,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Bring a newcomer (already added) into the bureaucracy through overlap episodes.
+
+        The overlap situations are those of `situations` inside both the newcomer's scope and at least one
+        old agent's: there the newcomer discusses with agents already trusted there (it opens, they
+        answer, it writes the reply). Each round runs those
+        episodes (the covering agents take part, the newcomer among them), rates them, and retrains the
+        newcomer alone on its better-rated turns. Returns the overlap and the rounds.
+        """
+        agents = self.agents()
+        if newcomer not in {a.name for a in agents}:
+            raise InvalidArgument(
+                f"no agent named {newcomer!r} to extend with",
+                received=newcomer,
+                fix="add it first (Bureaucracy.add / steer agents add) with its mission and scope",
+            )
+        groups = covering(agents, situations, self.embedder)
+        # The newcomer speaks first (and, as the first participant, writes the reply); the old agents answer it.
+        overlap = [
+            (text, [newcomer, *(n for n in group if n != newcomer)])
+            for text, group in zip(situations, groups, strict=True)
+            if newcomer in group and len(group) > 1
+        ]
+        if not overlap:
+            raise InvalidArgument(
+                f"no situation is inside both {newcomer}'s scope and an old agent's",
+                received=f"{len(situations)} situations",
+                fix="give situations where the newcomer's work meets the old agents' (e.g. a risky health question)",
+            )
+        done = []
+        for number in range(rounds):
+            self.episodes(
+                [t for t, _ in overlap], participants=[g for _, g in overlap], max_turns=max_turns,
+                max_new_tokens=max_new_tokens, reply_tokens=reply_tokens, seed=seed + number,
+            )  # fmt: skip
+            self.rate(judge)
+            done += self.reflect(
+                agents=[newcomer], keep_fraction=keep_fraction, epochs=epochs, seed=seed + number
+            )
+        return {"overlap": [t for t, _ in overlap], "rounds": done}
 
     def status(self) -> dict[str, Any]:
         with self.store() as store:

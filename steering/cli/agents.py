@@ -4,6 +4,7 @@
     steer agents add FOLDER NAME --mission TEXT --situations FILE [--alpha A] [--adapter DIR]
     steer agents episode FOLDER (--situation TEXT … | --situations FILE [--split S]) [--max-turns N]
     steer agents reflect FOLDER [--rounds N] [--situations FILE]
+    steer agents extend FOLDER NAME [--mission TEXT] [--rounds N]   a newcomer, through overlap episodes
     steer agents status FOLDER
     steer agents show FOLDER [--last N]
 
@@ -209,6 +210,55 @@ def reflect(
                 f"(mean adherence of its turns so far {shown}) → {r.adapter}",
                 highlight=False,
             )
+
+
+@agents_app.command()
+def extend(
+    folder: Folder,
+    name: Annotated[
+        str, typer.Argument(help="The newcomer (added with `steer agents add`, or by --mission now).")
+    ],
+    mission: Annotated[str | None, typer.Option(help="Add the newcomer now with this mission.")] = None,
+    situations: SituationsFile = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Overlap episodes → ratings → retraining the newcomer.")
+    ] = 1,
+    max_turns: Annotated[int, typer.Option("--max-turns", min=0)] = 2,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per turn.")] = 40,
+    reply_tokens: Annotated[int, typer.Option("--reply-tokens", min=1, help="Tokens of the reply.")] = 64,
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
+    judge: JudgeOption = DEFAULT_JUDGE,
+) -> None:
+    """Bring a newcomer in through episodes on situations inside its scope and old agents' scopes."""
+    from steering.agents import Bureaucracy, load_roster, load_situations
+    from steering.feedback.model_judge import ModelJudge
+    from steering.models import load_model
+
+    office = Bureaucracy.open(folder)
+    if not (folder / "agents" / name).is_dir():
+        shipped = {m.name: m.mission for m in load_roster().newcomers}
+        text = mission or shipped.get(name)
+        if text is None:
+            raise InvalidArgument(
+                f"no agent named {name!r} yet, and no --mission to add it with",
+                received=name,
+                fix=f"pass --mission TEXT, or add it first with steer agents add (shipped newcomers: {', '.join(shipped)})",
+            )
+        inside, outside = _split(situations, name)
+        office.add(name, text, references=inside, outsiders=outside)
+        console.print(f"added {name} ({len(inside)} references)", highlight=False)
+    texts = [s.text for s in load_situations(situations) if s.split == "train"]
+    with console.status(f"extending with {name}…"):
+        result = office.extend(
+            name, texts, ModelJudge(load_model(judge)), rounds=rounds, max_turns=max_turns,
+            max_new_tokens=max_new_tokens, reply_tokens=reply_tokens, epochs=epochs,
+        )  # fmt: skip
+    console.print(f"{len(result['overlap'])} overlap situations", highlight=False)
+    for r in result["rounds"]:
+        console.print(
+            f"round {r.round}: {r.agent} trained on {r.kept} of {r.turns} turns → {r.adapter}",
+            highlight=False,
+        )
 
 
 @agents_app.command()

@@ -6,6 +6,8 @@ import json
 
 from steer_runs import run_steer
 
+from steering.agents import load_situations
+
 
 def test_the_agents_commands_run_the_cycle(tmp_path, monkeypatch, capsys):
     folder = str(tmp_path / "office")
@@ -37,6 +39,38 @@ def test_the_agents_commands_run_the_cycle(tmp_path, monkeypatch, capsys):
     )  # fmt: skip
     assert code == 0, err
     assert "round 1: fact_checker trained on" in err
+
+
+def test_extend_adds_a_newcomer_through_overlap_episodes(tmp_path, monkeypatch, capsys):
+    # Two agents with short missions (the tiny model's context is 512 characters), from the shipped pool.
+    rows = [
+        {
+            "text": s.text,
+            "scopes": [n for n in s.scopes if n in ("fact_checker", "health_guide")],
+            "split": s.split,
+        }
+        for s in load_situations()
+        if s.kind in ("factual", "health", "health+factual", "outside")
+    ]
+    situations = tmp_path / "situations.jsonl"
+    situations.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    folder = str(tmp_path / "office")
+    assert run_steer(monkeypatch, capsys, ["agents", "init", folder, "--model", "tiny-random"])[0] == 0
+    code, _, err = run_steer(
+        monkeypatch, capsys,
+        ["agents", "add", folder, "fact_checker", "--mission", "I check facts.", "--situations", str(situations)],
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_steer(
+        monkeypatch, capsys,
+        ["agents", "extend", folder, "health_guide", "--mission", "I help with health worries.",
+         "--situations", str(situations), "--max-turns", "1", "--max-new-tokens", "8", "--reply-tokens", "8",
+         "--epochs", "1", "--judge", "tiny-random"],
+    )  # fmt: skip
+    assert code == 0, err
+    assert "added health_guide" in err and "overlap situations" in err and "health_guide trained on" in err
+    code, _, err = run_steer(monkeypatch, capsys, ["agents", "extend", folder, "poet"])
+    assert code == 2 and "no --mission to add it with" in err
 
 
 def test_bad_agents_input_exits_2(tmp_path, monkeypatch, capsys):
