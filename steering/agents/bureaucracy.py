@@ -163,7 +163,10 @@ class Bureaucracy:
 
     def agent(self, name: str) -> Agent:
         home = self.folder / "agents" / name
+        valid = bool(name) and name.replace("_", "").replace("-", "").isalnum()
         try:
+            if not valid:  # never a path outside the folder ("../x")
+                raise OSError
             data = json.loads((home / "agent.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             names = ", ".join(a.name for a in self.agents()) or "(none)"

@@ -82,6 +82,8 @@ def test_folders_are_checked(tmp_path):
     office = Bureaucracy.init(tmp_path / "new", model="tiny-random")
     with pytest.raises(InvalidArgument, match=r"(?i)no agent named"):
         office.agent("nobody")
+    with pytest.raises(InvalidArgument, match=r"(?i)no agent named '\.\./new'"):
+        office.agent("../new")
     with pytest.raises(InvalidArgument, match=r"(?i)has no agents"):
         office.episodes(["hi"])
 

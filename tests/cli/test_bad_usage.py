@@ -66,7 +66,7 @@ AT_LEAST = "Input should be greater than or equal to"
 # fmt: off
 USAGE_ERRORS = [
     ("unknown-command", ["frobnicate"], "No such command 'frobnicate'"),
-    ("unknown-command-close", ["generat"], "Did you mean 'generate'?"),
+    ("unknown-command-close", ["generat"], "Did you mean 'generate'"),
     ("unknown-option", [*GEN, "--frob"], "No such option: --frob"),
     ("unknown-option-close", [*GEN, "--temprature", "1"], "Possible options: --temperature"),
     ("not-an-integer", [*GEN, "--n", "two"], "'--n': Input should be a valid integer"),
