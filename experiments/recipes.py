@@ -89,7 +89,11 @@ def bar_lines(stages: dict[str, Any], judge: dict | None) -> list[str]:
         f"format compliance ≥ {verdict(final['scores']['format']['format_compliance'], other['scores']['format']['format_compliance'])}; "
         f"empty replies to writing requests = 0: {fmt(empty)}, {'holds' if empty == 0 else 'FAILS'}.",
     ]
-    if judge is not None and judge["metrics"]["swap_consistency"] < 0.5:
+    if (
+        judge is not None
+        and judge["metrics"]["swap_consistency"] < 0.5
+        and not judge["metrics"].get("decided_by_checks")
+    ):
         lines.append(
             f"The judge's labels carry little signal: swap consistency {fmt(judge['metrics']['swap_consistency'])}, "
             f"position bias {fmt(judge['metrics']['position_bias'])} (P(the answer shown first wins) − ½), so the "
@@ -131,6 +135,14 @@ def judge_lines(record: dict | None) -> list[str]:
         f"**AI labels** ({m['judged']} pairwise labels, both shown orders each; swap consistency "
         f"{fmt(m['swap_consistency'])}, position bias {fmt(m['position_bias'])}):",
     ]
+    decided = m.get("decided_by_checks")
+    if decided is not None:
+        rest = m["judged"] - decided
+        own = (m["swap_consistency"] * m["judged"] - decided) / rest if rest else None
+        lines[-1] = lines[-1].rstrip(":") + (
+            f"; {decided} of them decided by the code checks (the same in both orders by construction), "
+            f"the other {rest} by the model judge, whose own swap consistency on them is {fmt(own)}:"
+        )
     if m.get("principles"):
         lines += [
             "",

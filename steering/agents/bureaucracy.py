@@ -235,14 +235,18 @@ class Bureaucracy:
                 "situation": episode.situation,
                 "turn": index,
                 "agent": turn.agent,
+                "mission": agents[turn.agent].mission,
                 "closing": closing,
             }
             prompt = store.add_prompt(shown.transcript(agents) + cue, source="episode", meta=meta)
             adapter = agents[turn.agent].adapter
-            store.add_response(
+            response = store.add_response(
                 prompt, turn.text, model=self.model_name, adapter=str(adapter) if adapter else None,
                 logq=turn.logq, logp_base=turn.logp_base, kl=turn.kl, meta={**meta, "tokens": turn.tokens},
             )  # fmt: skip
+            store.add_item(
+                "rate", [response], rubric=f"mission:{turn.agent}"
+            )  # people rate it in steer annotate
             shown.turns.append(turn)
 
     # ------------------------------------------------------------------------------------- adherence

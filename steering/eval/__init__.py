@@ -1,18 +1,16 @@
 """Evaluation: metrics on `Samples`, the built-in question set, and the HTML report."""
 
+from steering.eval.instruction_scores import GroupScores, InstructionScores, score_instructions, score_samples
 from steering.eval.instructions import (
     Demo,
-    GroupScores,
     Instruction,
-    InstructionScores,
     Rule,
     check_rule,
     instruction_demos,
     is_empty_reply,
     load_instructions,
     read_instructions,
-    score_instructions,
-    score_samples,
+    reply_checks,
     wrote_something,
 )
 from steering.eval.metrics import (
@@ -54,6 +52,7 @@ __all__ = [
     "probe",
     "read_battery",
     "read_instructions",
+    "reply_checks",
     "score_instructions",
     "score_samples",
     "summarise",

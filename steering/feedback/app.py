@@ -44,6 +44,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from steering.errors import SteeringError
+from steering.feedback.app_episodes import episode_index, episode_turns
 from steering.feedback.app_input import (
     KINDS,
     MAX_TEXT,
@@ -123,6 +124,8 @@ def create_app(
         Route("/api/{kind}", pages.api_answer, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=static), name="static"),
         Route("/transcript/{prompt_id:int}", pages.transcript),
+        Route("/episodes", pages.episodes),
+        Route("/episode/{tag}", pages.episode),
         Route("/{kind}", pages.task),
         Route("/{kind}/{item_id:int}", pages.task),
     ]
@@ -216,6 +219,22 @@ class Pages:
             prompt={"text": prompt.text, "messages": messages_of(prompt.meta)},
             answers=[{"model": r.model, "text": r.text} for r in responses],
             progress=None,
+        )
+
+    async def episodes(self, request: Request) -> Response:
+        """`/episodes`: the agents' episodes in this database; `/episode/<tag>`: one, turn by turn."""
+        annotator = await self.who(request)
+        rows = await run_in_threadpool(episode_index, self.store)
+        return self.render("episodes.html", annotator, page="episodes", title="episodes", episodes=rows)
+
+    async def episode(self, request: Request) -> Response:
+        annotator = await self.who(request)
+        tag = request.path_params["tag"]
+        episode = await run_in_threadpool(episode_turns, self.store, tag)
+        if episode is None:
+            raise Refused(404, f"there is no episode {tag!r} (see /episodes)")
+        return self.render(
+            "episode.html", annotator, page="episodes", title=f"episode {tag}", episode=episode
         )
 
     def render(self, template: str, annotator: Annotator, **context: Any) -> HTMLResponse:

@@ -12,11 +12,14 @@ here (`from steering.feedback.judges import ModelJudge, Pair, judge_store`). Whe
   short answer greedily, the label is parsed from it), the baseline `ModelJudge` is measured against.
 - `score_judges` — programmatic judges (`ScoreJudge`: VADER sentiment, a regex, an exact answer,
   longer-answer-wins) that stand in for people where the truth is known.
+- `checked_judge` — `ChecksFirstJudge`: code checks decide the pairs they tell apart (an empty reply, a
+  broken format), a model judge the rest (rule-based labels, as rule-based rewards).
 - `judge_rewards` — a judge as a reward for RL (`rating_reward`, `pairwise_reward`).
 - `judge_storage` — `judge_store`: judgments written into the feedback store under the annotator kind
   `judge:<name>:<constitution digest>`, used downstream as people's answers are.
 """
 
+from steering.feedback.checked_judge import ChecksFirstJudge
 from steering.feedback.generating_judge import GeneratingJudge, parse_choice, parse_rating
 from steering.feedback.judge_contract import (
     BASE_CUES,
@@ -48,6 +51,7 @@ from steering.feedback.score_judges import (
     ScoreJudge,
     contains_answer,
     exact_answer_judge,
+    interpolated_rating,
     longer_answer_judge,
     normalise,
     regex_judge,
@@ -58,6 +62,7 @@ __all__ = [
     "BASE_CUES",
     "JUDGE_KINDS",
     "RATING_SCALE",
+    "ChecksFirstJudge",
     "GeneratingJudge",
     "Judge",
     "JudgingSummary",
@@ -76,6 +81,7 @@ __all__ = [
     "exact_answer_judge",
     "examples_block",
     "hard_label",
+    "interpolated_rating",
     "judge_store",
     "longer_answer_judge",
     "next_token_logprobs",

@@ -89,7 +89,9 @@ class ModelJudge:
         Exact, as `steering.controls.classify`: each label's full token sequence is scored
         teacher-forced by `LanguageModel.logprobs`. When every label is one token (the letters and
         digits of the built-in prompts, for the bundled tokenizers) one forward pass per prompt reads
-        them all from the next-token distribution: the same numbers, L times fewer passes.
+        them all from the next-token distribution: the same numbers, L times fewer passes. When the
+        labels are one token after a shared prefix (" 1" … " 7" are "▁" + a digit for gemma), two
+        passes give them all: log P(prefix) plus the distribution after it.
         """
         ids = label_token_ids(self.model, labels, end=None)
         # Batches of prompts of similar length pad less; the rows are put back in order at the end.
@@ -100,6 +102,11 @@ class ModelJudge:
             with self._adapter_on():
                 if all(len(i) == 1 for i in ids):
                     picked = next_token_logprobs(self.model, chunk)[:, [i[0] for i in ids]]
+                elif prefix := shared_prefix(ids):
+                    # " 5" is "▁" + "5" for gemma: log P(prefix) once, then one distribution after it.
+                    head = torch.stack([s.sum() for s in self.model.logprobs(chunk, [prefix] * len(chunk))])
+                    last = next_token_logprobs(self.model, chunk, suffix=prefix)[:, [i[-1] for i in ids]]
+                    picked = last + head[:, None].to(last.dtype)
                 else:
                     scores = self.model.logprobs(
                         [p for p in chunk for _ in ids], [i for _ in chunk for i in ids]
@@ -173,14 +180,26 @@ class ModelJudge:
         return self.adapter.attached(self.model)
 
 
+def shared_prefix(ids: Sequence[Sequence[int]]) -> list[int]:
+    """The tokens every label starts with, when each label is exactly those plus one token; else []."""
+    first = list(ids[0]) if ids else []
+    prefix = first[:-1]
+    if prefix and all(len(i) == len(first) and list(i[:-1]) == prefix for i in ids):
+        return prefix
+    return []
+
+
 @torch.no_grad()
-def next_token_logprobs(model: LanguageModel, prompts: Sequence[str]) -> torch.Tensor:
-    """(N, V) float32 log-probabilities of the next token after each prompt, one batched forward pass.
+def next_token_logprobs(
+    model: LanguageModel, prompts: Sequence[str], *, suffix: Sequence[int] = ()
+) -> torch.Tensor:
+    """(N, V) float32 log-probabilities of the next token after each prompt (then the token ids
+    `suffix`, the same for every prompt), one batched forward pass.
 
     Left padding with the attention mask and position ids that `LanguageModel.logprobs` uses, so a
     single-token label gets the value `logprobs` would give it (tested against `classify`).
     """
-    encoded = [model.encode(prompt) for prompt in prompts]
+    encoded = [[*model.encode(prompt), *suffix] for prompt in prompts]
     width = max(len(ids) for ids in encoded)
     if width > model.context_length:
         raise InvalidArgument(

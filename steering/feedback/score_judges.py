@@ -61,7 +61,7 @@ class ScoreJudge:
         ]
 
     def rate(self, prompts: Sequence[str], answers: Sequence[str], principle: Principle) -> list[Rating]:
-        return [_interpolated_rating(1.0 + 6.0 * s) for s in self.scores(prompts, answers)]
+        return [interpolated_rating(1.0 + 6.0 * s) for s in self.scores(prompts, answers)]
 
     def critique(
         self, prompts: Sequence[str], answers: Sequence[str], principle: Principle, *, seed: int = 0
@@ -70,7 +70,7 @@ class ScoreJudge:
         return [self.explain(p, a, s) for p, a, s in zip(prompts, answers, values, strict=True)]
 
 
-def _interpolated_rating(value: float) -> Rating:
+def interpolated_rating(value: float) -> Rating:
     """A distribution on 1…7 with mean `value`: the mass split between the two nearest digits."""
     low = min(math.floor(value), 6)
     upper = value - low

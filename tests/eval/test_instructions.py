@@ -14,9 +14,9 @@ import pytest
 from steering.decode import generate
 from steering.errors import InputFormatError, InvalidArgument
 from steering.eval import builtin_demonstrations, builtin_questions, is_correct, normalise
+from steering.eval.instruction_scores import SCORE_COLUMNS, score_instructions, score_samples
 from steering.eval.instructions import (
     KINDS,
-    SCORE_COLUMNS,
     TASKS,
     Instruction,
     Rule,
@@ -25,8 +25,7 @@ from steering.eval.instructions import (
     is_empty_reply,
     load_instructions,
     read_instructions,
-    score_instructions,
-    score_samples,
+    reply_checks,
     words,
     wrote_something,
 )
@@ -309,6 +308,23 @@ def test_perfect_replies_score_perfectly() -> None:
         1,
         1,
     )
+
+
+def test_reply_checks_score_the_share_of_checks_passed() -> None:
+    capital = Instruction("factual", "short_answer", "What is the capital of Peru?", ("Lima",))
+    assert reply_checks(capital, "Lima.") == 1.0
+    assert reply_checks(capital, "  ...") == 0.0  # empty: nothing else counts
+    assert reply_checks(capital, "Quito.") == pytest.approx(2 / 3)  # wrong answer, no question
+    assert reply_checks(capital, "Quito. What is yours?") == pytest.approx(1 / 3)
+    lower = Instruction("format", "lowercase", "Name a fruit in lowercase.", (), Rule("lowercase"))
+    assert reply_checks(lower, "apple") == 1.0 and reply_checks(lower, "Apple") == pytest.approx(2 / 3)
+    poem = Instruction(
+        "writing", "few_sentences", "Write two sentences about rain.", (), Rule("min_words", 8)
+    )
+    assert reply_checks(poem, "Rain falls softly on the roof. Is it spring yet?") == 1.0  # writing may ask
+    assert reply_checks(poem, "Rain.") == 0.5
+    # The demonstrations pass every check of their own instruction.
+    assert all(reply_checks(d.instruction, d.response) == 1.0 for d in instruction_demos())
 
 
 def test_score_samples_groups_by_prompt(tiny) -> None:

@@ -151,6 +151,9 @@ def test_unknown_items_and_pages_are_404(served):
     base, db = served["base"], served["db"]
     assert call(base, "/compare/9999", headers={"Accept": "text/html"})[0] == 404
     assert call(base, "/transcript/9999")[0] == 404
+    assert call(base, "/episode/nope", headers={"Accept": "text/html"})[0] == 404
+    status, page = call(base, "/episodes", headers={"Accept": "text/html"})
+    assert status == 200 and "No episodes in this database yet" in page
     assert call(base, "/nothing")[0] == 404
     rate_item = call(base, "/api/next/rate")[1]["item_id"]
     assert call(base, f"/compare/{rate_item}")[0] == 404  # an item of another kind

@@ -11,12 +11,24 @@ from steer_runs import steer_process
 import steering.feedback.judges as judges
 from steering.errors import InvalidArgument
 from steering.feedback import FeedbackStore
-from steering.feedback.judges import GeneratingJudge, Judge, ModelJudge, Pair, PairwiseJudgment
+from steering.feedback.judges import (
+    ChecksFirstJudge,
+    GeneratingJudge,
+    Judge,
+    ModelJudge,
+    Pair,
+    PairwiseJudgment,
+)
 
 
 @pytest.fixture(scope="module")
 def chat_tiny():
     return load_chat_tiny()
+
+
+def two_plus_two_checks(prompt: str, answer: str) -> float | None:
+    """Checks that know one prompt: "What is 2 + 2?" (1 for "4", 0 for anything else)."""
+    return float(answer.strip() == "4") if prompt == "What is 2 + 2?" else None
 
 
 def every_judge(tiny, chat_tiny) -> list[Judge]:
@@ -25,6 +37,7 @@ def every_judge(tiny, chat_tiny) -> list[Judge]:
         ModelJudge(chat_tiny, batch_size=2),
         GeneratingJudge(ModelJudge(tiny)),
         GeneratingJudge(ModelJudge(chat_tiny, batch_size=2), max_new_tokens=3),
+        ChecksFirstJudge(two_plus_two_checks, ModelJudge(tiny)),
         *programmatic_judges(),
     ]
 
@@ -79,9 +92,34 @@ def test_judgment_properties_by_hand():
     assert PairwiseJudgment(0.3, (0.4, 0.2)).consistent and PairwiseJudgment(0.5, (0.5, 0.5)).choice == "tie"
 
 
+def test_checks_decide_what_they_tell_apart_and_the_judge_the_rest(tiny):
+    model_judge = ModelJudge(tiny)
+    judge = ChecksFirstJudge(two_plus_two_checks, model_judge, checks_name="sums")
+    assert judge.name == f"{tiny.name}+sums"
+    judgments = judge.pairwise(PAIRS, CORRECT)
+    assert judgments[0] == PairwiseJudgment(1.0, (1.0, 1.0))  # "4" against "5": the checks decide
+    assert judge.decided_by_checks == 1
+    assert judgments[1:] == model_judge.pairwise(PAIRS[1:], CORRECT)  # unknown prompt, identical pair
+    # Two replies the checks score alike go to the judge.
+    tie = Pair("What is 2 + 2?", "5", "6")
+    assert judge.pairwise([tie], CORRECT) == model_judge.pairwise([tie], CORRECT)
+    assert judge.decided_by_checks == 1
+    # A failed check caps the rating and writes the critique; a passed one leaves both to the judge.
+    ratings = judge.rate(["What is 2 + 2?"] * 2, ["5", "4"], CORRECT)
+    assert ratings[0].value == pytest.approx(
+        min(1.0, model_judge.rate(["What is 2 + 2?"], ["5"], CORRECT)[0].value)
+    )
+    assert ratings[1] == model_judge.rate(["What is 2 + 2?"], ["4"], CORRECT)[0]
+    critique = judge.critique(["What is 2 + 2?"], ["5"], CORRECT)[0]
+    assert "fails the code checks" in critique and "sums" in critique
+    with pytest.raises(InvalidArgument, match=r"(?i)outside"):
+        ChecksFirstJudge(lambda _p, _a: 2.0, model_judge).pairwise(PAIRS[:1], CORRECT)
+
+
 def test_the_front_door_exports_every_piece():
     """`from steering.feedback.judges import X` keeps working for every public name of the split modules."""
     from steering.feedback import (
+        checked_judge,
         generating_judge,
         judge_contract,
         judge_rewards,
@@ -90,7 +128,16 @@ def test_the_front_door_exports_every_piece():
         score_judges,
     )
 
-    for module in (judge_contract, model_judge, generating_judge, score_judges, judge_rewards, judge_storage):
+    modules = (
+        judge_contract,
+        model_judge,
+        generating_judge,
+        score_judges,
+        judge_rewards,
+        judge_storage,
+        checked_judge,
+    )
+    for module in modules:
         own = [
             name
             for name, value in vars(module).items()

@@ -56,6 +56,25 @@ def test_multi_token_labels_take_the_exact_path(tiny):
     assert float(mass[1]) == pytest.approx(float(exact.log_scores.exp().sum()), rel=1e-5)
 
 
+def test_labels_after_a_shared_prefix_take_two_passes_and_the_same_numbers(tiny):
+    """ " Answer one" / " Answer two": the shared " Answer" once, then one distribution (exact as classify)."""
+    from steering.controls.classify import label_token_ids
+    from steering.feedback.model_judge import shared_prefix
+
+    judge = ModelJudge(tiny, batch_size=2)
+    labels = [f" {k}" for k in range(1, 8)]
+    ids = label_token_ids(tiny, labels, end=None)
+    assert shared_prefix(ids) and all(len(i) == len(ids[0]) for i in ids), ids  # the path under test
+    prompts = [judge.render("Pick one.", "pairwise"), judge.render("Pick another one, please.", "pairwise")]
+    probs, mass = judge.label_probs(prompts, labels)
+    for row, prompt in enumerate(prompts):
+        exact = classify(tiny, prompt, labels)
+        assert probs[row].tolist() == pytest.approx(exact.probs.tolist(), abs=1e-6)
+        assert float(mass[row]) == pytest.approx(float(exact.log_scores.exp().sum()), rel=1e-4)
+    assert shared_prefix([[1, 2], [1, 3]]) == [1] and shared_prefix([[1, 2], [4, 3]]) == []
+    assert shared_prefix([[1], [2]]) == [] and shared_prefix([[1, 2], [1, 2, 3]]) == []
+
+
 def test_batch_size_does_not_change_the_numbers(tiny):
     one = ModelJudge(tiny, batch_size=1).pairwise(PAIRS, CORRECT)
     many = ModelJudge(tiny, batch_size=8).pairwise(PAIRS, CORRECT)

@@ -13,21 +13,23 @@ import torch
 from steering.errors import InputFormatError, InvalidArgument
 from steering.feedback.constitution import Constitution, Principle
 from steering.recipes.constitutional import (
-    BENIGN_CATEGORIES,
-    RED_TEAM_CATEGORIES,
     SHOTS,
-    PromptRow,
-    builtin_prompts,
-    category_rates,
     critique_and_revise,
     critique_prompt,
     degenerate_reason,
+    principle_counts,
+    revision_rows,
+)
+from steering.recipes.red_team import (
+    BENIGN_CATEGORIES,
+    RED_TEAM_CATEGORIES,
+    PromptRow,
+    builtin_prompts,
+    category_rates,
     harmless_constitution,
     harmlessness_table,
     is_evasive,
-    principle_counts,
     read_prompt_rows,
-    revision_rows,
     rule_check,
 )
 

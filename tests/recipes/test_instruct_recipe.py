@@ -38,7 +38,8 @@ def test_the_instruct_recipe_runs_end_to_end_and_then_is_cached(tmp_path: Path) 
         assert 0.0 <= stage["scores"]["writing"]["empty_rate"] <= 1.0
     assert "kl_to_base" in stages["@rl"] and "kl_to_base" not in stages["chat:smollm2-135m-instruct"]
     assert 0.0 <= stages["@sft"]["win_rate_vs_previous"] <= 1.0
-    assert records["judge"]["metrics"]["judged"] > 0
+    judged = records["judge"]["metrics"]
+    assert judged["judged"] > 0 and 0 <= judged["decided_by_checks"] <= judged["judged"]
     assert set(records["probe"]["metrics"]["policies"]) == {"sft", "rl"}
     page = (out / "report.html").read_text()
     assert "recipe: instruct" in page and "eval (eval)" in page and "not run yet" not in page

@@ -35,7 +35,7 @@ def prompt_set(spec: str, limit: int = 0) -> list[tuple[str, str]]:
     """
     from steering.eval.instructions import load_instructions
     from steering.jsonl import read_jsonl
-    from steering.recipes.constitutional import KINDS, builtin_prompts
+    from steering.recipes.red_team import KINDS, builtin_prompts
 
     pairs: list[tuple[str, str]] = []
     for part in (p.strip() for p in spec.split("+")):

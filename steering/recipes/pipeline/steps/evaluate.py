@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 from steering.controls import Greedy
 from steering.decode import generate
-from steering.eval.instructions import SCORE_COLUMNS, load_instructions, score_instructions
+from steering.eval.instruction_scores import SCORE_COLUMNS, score_instructions
+from steering.eval.instructions import load_instructions
 from steering.eval.report import Section, examples_html, table_html
 from steering.feedback.constitution import load_constitution
 from steering.feedback.judge_contract import Pair

@@ -1,7 +1,7 @@
 """The `harmlessness` step: each stage on held-out red-team and benign prompts (Constitutional AI's table).
 
 Per policy ("base", "@step", "chat:MODEL") the greedy answers to the held-out prompts are checked by
-code (`recipes/constitutional.py`: rule violations for insults, private data and how-tos; evasive
+code (`recipes/red_team.py`: rule violations for insults, private data and how-tos; evasive
 = a refusal phrase or nothing) and rated 1–7 by the AI judge under the constitution's harm
 principle (red-team prompts) and its helpfulness principle (benign prompts). Harmless = a low
 violation rate and a high harm rating on red-team prompts; helpful = few evasive answers and a high
@@ -21,9 +21,9 @@ from steering.eval.report import Section, examples_html, table_html
 from steering.feedback.constitution import load_constitution
 from steering.feedback.model_judge import ModelJudge
 from steering.paths import atomic_write_text
-from steering.recipes.constitutional import category_rates
 from steering.recipes.pipeline.contract import StepContext, StepKind, StepRecord, StepResult
 from steering.recipes.pipeline.packaged import packaged_file, prompt_set
+from steering.recipes.red_team import category_rates
 
 
 @dataclass

@@ -20,9 +20,10 @@ from steering.decode import generate
 from steering.eval.report import Section, examples_html, table_html
 from steering.feedback.constitution import load_constitution
 from steering.paths import atomic_write_text
-from steering.recipes.constitutional import critique_and_revise, is_evasive, principle_counts, revision_rows
+from steering.recipes.constitutional import critique_and_revise, principle_counts, revision_rows
 from steering.recipes.pipeline.contract import StepContext, StepKind, StepRecord, StepResult
 from steering.recipes.pipeline.packaged import packaged_file, prompt_set
+from steering.recipes.red_team import is_evasive
 
 
 @dataclass
