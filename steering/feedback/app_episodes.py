@@ -53,7 +53,7 @@ def episode_turns(store: FeedbackStore, tag: str) -> dict[str, Any] | None:
     values: dict[tuple[int, str], list[float]] = {}
     for rating in store.ratings():
         values.setdefault((rating.response_id, rating.rubric), []).append(rating.value)
-    turns = []
+    turns: list[dict[str, Any]] = []
     for prompt in prompts:
         for response in store.responses(prompt_id=prompt.id):
             given = values.get((response.id, f"mission:{prompt.meta.get('agent', '')}"), [])
