@@ -63,6 +63,7 @@ class ReflectionRound:
     kept: int
     adapter: str
     train_loss: float | None
+    grown_by: int = 0  # situations added to the agent's scope (reflect(grow=…))
 
 
 class Bureaucracy:
@@ -313,8 +314,14 @@ class Bureaucracy:
         lora_rank: int = 8,
         warmup_steps: int = 2,
         seed: int = 0,
+        grow: float | None = None,
     ) -> list[ReflectionRound]:
-        """One reflection round: each agent is fine-tuned on its better-rated turns (see the module docstring)."""
+        """One reflection round: each agent is fine-tuned on its better-rated turns (see the module docstring).
+
+        With `grow` (an adherence on the 1–7 scale), the situations where the agent's turns were rated at
+        least that join its scope's references and the threshold is recalibrated on the same outsiders
+        (`Scope.grown`): the scope widens only where the agent was judged to keep to its mission.
+        """
         from steering.train import SFTConfig, train_sft
 
         if not 0 < keep_fraction <= 1:
@@ -363,7 +370,15 @@ class Bureaucracy:
             shutil.copytree(result.adapter, out / "adapter")
             self._set_adapter(name, f"round-{number}/adapter")
             loss = result.metrics[-1].get("loss") if result.metrics else None
-            done.append(ReflectionRound(name, number, len(rated), len(kept), str(out / "adapter"), loss))
+            grown = 0
+            if grow is not None and agent.scope is not None:
+                adherent = sorted({str(r.meta["situation"]) for value, r in rated if value >= grow})
+                wider = agent.scope.grown(self.embedder, adherent)
+                grown = len(wider.references) - len(agent.scope.references)
+                wider.save(home / "scope.json")
+            done.append(
+                ReflectionRound(name, number, len(rated), len(kept), str(out / "adapter"), loss, grown)
+            )
         if not any(r.kept for r in done):
             raise InvalidArgument(
                 "no agent has rated, non-empty turns to reflect on",

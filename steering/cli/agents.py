@@ -175,6 +175,14 @@ def reflect(
         float, typer.Option(help="The better-rated share of its turns each agent trains on.")
     ] = 0.5,
     epochs: Annotated[int, typer.Option(min=1)] = 2,
+    grow: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            max=7.0,
+            help="Widen each agent's scope by the situations where its turns were rated at least this (1–7).",
+        ),
+    ] = None,
     judge: JudgeOption = DEFAULT_JUDGE,
 ) -> None:
     """Retrain every agent on its own better-rated turns, round after round."""
@@ -198,7 +206,7 @@ def reflect(
             office.rate(rater)
         before = office.adherence()
         with console.status(f"round {number + 1}: retraining…"):
-            done = office.reflect(keep_fraction=keep_fraction, epochs=epochs, seed=number)
+            done = office.reflect(keep_fraction=keep_fraction, epochs=epochs, seed=number, grow=grow)
         for r in done:
             if not r.kept:
                 console.print(f"round {number + 1}: {r.agent} had no rated turns; unchanged", highlight=False)
@@ -207,7 +215,8 @@ def reflect(
             shown = f"{mean:.2f}" if mean is not None else "–"
             console.print(
                 f"round {number + 1}: {r.agent} trained on {r.kept} of {r.turns} turns "
-                f"(mean adherence of its turns so far {shown}) → {r.adapter}",
+                f"(mean adherence of its turns so far {shown}) → {r.adapter}"
+                + (f"; its scope grew by {r.grown_by} situations" if grow is not None else ""),
                 highlight=False,
             )
 

@@ -58,8 +58,13 @@ def test_the_whole_cycle_on_the_tiny_model(tmp_path, tiny):
     assert adherence["fact_checker"]["rated"] == adherence["fact_checker"]["turns"] == 5
     assert 1 <= adherence["tutor"]["adherence"] <= 7
 
-    rounds = office.reflect(epochs=1, keep_fraction=0.5)
+    before = office.agent("fact_checker").scope
+    rounds = office.reflect(epochs=1, keep_fraction=0.5, grow=1.0)  # every rating is ≥ 1: all situations join
     assert [(r.agent, r.round) for r in rounds] == [("fact_checker", 1), ("tutor", 1)]
+    after = office.agent("fact_checker").scope
+    new = [t for t in situations[:2] if t not in before.references]
+    assert rounds[0].grown_by == len(new) and after.references == [*before.references, *new]
+    assert after.outsiders == before.outsiders and after.alpha == before.alpha
     assert rounds[0].kept == max(1, round(rounds[0].turns * 0.5))
     again = Bureaucracy.open(folder)
     assert again.agent("fact_checker").adapter == folder / "agents/fact_checker/round-1/adapter"

@@ -35,10 +35,10 @@ def test_the_agents_commands_run_the_cycle(tmp_path, monkeypatch, capsys):
     code, _, err = run_steer(
         monkeypatch, capsys,
         ["agents", "reflect", folder, "--limit", "6", "--max-turns", "1", "--max-new-tokens", "8",
-         "--reply-tokens", "8", "--epochs", "1", "--judge", "tiny-random"],
+         "--reply-tokens", "8", "--epochs", "1", "--judge", "tiny-random", "--grow", "1"],
     )  # fmt: skip
     assert code == 0, err
-    assert "round 1: fact_checker trained on" in err
+    assert "round 1: fact_checker trained on" in err and "its scope grew by" in err
 
 
 def test_extend_adds_a_newcomer_through_overlap_episodes(tmp_path, monkeypatch, capsys):
