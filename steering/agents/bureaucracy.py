@@ -387,6 +387,36 @@ class Bureaucracy:
             )
         return done
 
+    def bootstrap(
+        self,
+        name: str,
+        judge: ModelJudge,
+        *,
+        limit: int = 0,
+        max_new_tokens: int = 40,
+        reply_tokens: int = 64,
+        keep_fraction: float = 0.5,
+        epochs: int = 2,
+        seed: int = 0,
+    ) -> ReflectionRound:
+        """An adapter from the mission alone, as the instruct recipe harvests its demonstrations: the
+        agent (prompt only, or on its current adapter) answers the situations of its own scope's
+        references alone, the judge rates each answer against the mission, and the agent is fine-tuned on
+        the better-rated `keep_fraction` (self-generated demonstrations filtered by a mission-adherence
+        judge). `limit`: at most this many reference situations (0: all)."""
+        agent = self.agent(name)
+        if agent.scope is None or not agent.scope.references:
+            raise InvalidArgument(
+                f"{name} has no scope references to answer", received=name, fix="add it with its situations"
+            )
+        texts = agent.scope.references[:limit] if limit else list(agent.scope.references)
+        self.episodes(
+            texts, agents=[name], participants=[[name]] * len(texts), max_turns=0,
+            max_new_tokens=max_new_tokens, reply_tokens=reply_tokens, seed=seed,
+        )  # fmt: skip
+        self.rate(judge)
+        return self.reflect(agents=[name], keep_fraction=keep_fraction, epochs=epochs, seed=seed)[0]
+
     def extend(
         self,
         newcomer: str,

@@ -90,10 +90,26 @@ def add(
     adapter: Annotated[
         Path | None, typer.Option(help="A trained adapter for the mission (copied in).")
     ] = None,
+    from_mission: Annotated[
+        int,
+        typer.Option(
+            "--from-mission",
+            min=0,
+            help="Train its adapter from the mission: it answers N of its reference situations alone, the "
+            "judge rates the answers against the mission, it trains on the better half (0: no adapter).",
+        ),
+    ] = 0,
+    judge: JudgeOption = DEFAULT_JUDGE,
 ) -> None:
     """Add an agent; its scope is calibrated on the situations file's train rows."""
     from steering.agents import Bureaucracy
 
+    if adapter is not None and from_mission:
+        raise InvalidArgument(
+            "--adapter and --from-mission both give the agent an adapter",
+            received=f"--adapter {adapter} --from-mission {from_mission}",
+            fix="pass one of them",
+        )
     office = Bureaucracy.open(folder)
     inside, outside = _split(situations, name)
     agent = office.add(name, mission, references=inside, outsiders=outside, alpha=alpha, adapter=adapter)
@@ -102,6 +118,15 @@ def add(
         f"added {name}: {len(inside)} references, {len(outside)} outsiders, threshold {agent.scope.threshold:.3f}",
         highlight=False,
     )
+    if from_mission:
+        from steering.feedback.model_judge import ModelJudge
+        from steering.models import load_model
+
+        with console.status(f"{name}: answering {from_mission} of its situations, rating, training…"):
+            done = office.bootstrap(name, ModelJudge(load_model(judge)), limit=from_mission)
+        console.print(
+            f"{name}: trained on {done.kept} of {done.turns} answers → {done.adapter}", highlight=False
+        )
 
 
 @agents_app.command()

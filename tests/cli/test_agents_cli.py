@@ -58,9 +58,12 @@ def test_extend_adds_a_newcomer_through_overlap_episodes(tmp_path, monkeypatch, 
     assert run_steer(monkeypatch, capsys, ["agents", "init", folder, "--model", "tiny-random"])[0] == 0
     code, _, err = run_steer(
         monkeypatch, capsys,
-        ["agents", "add", folder, "fact_checker", "--mission", "I check facts.", "--situations", str(situations)],
+        ["agents", "add", folder, "fact_checker", "--mission", "I check facts.", "--situations", str(situations),
+         "--from-mission", "3", "--judge", "tiny-random"],
     )  # fmt: skip
     assert code == 0, err
+    assert "fact_checker: trained on 2 of 3 answers" in err  # its adapter, from its mission alone
+    assert (tmp_path / "office/agents/fact_checker/round-1/adapter/adapter_config.json").is_file()
     code, _, err = run_steer(
         monkeypatch, capsys,
         ["agents", "extend", folder, "health_guide", "--mission", "I help with health worries.",
@@ -71,6 +74,13 @@ def test_extend_adds_a_newcomer_through_overlap_episodes(tmp_path, monkeypatch, 
     assert "added health_guide" in err and "overlap situations" in err and "health_guide trained on" in err
     code, _, err = run_steer(monkeypatch, capsys, ["agents", "extend", folder, "poet"])
     assert code == 2 and "no --mission to add it with" in err
+    code, _, err = run_steer(
+        monkeypatch, capsys,
+        ["agents", "add", folder, "poet", "--mission", "I rhyme.", "--adapter", str(tmp_path), "--from-mission", "2"],
+    )  # fmt: skip
+    assert (
+        code == 2 and "--adapter and --from-mission" in err and not (tmp_path / "office/agents/poet").exists()
+    )
 
 
 def test_bad_agents_input_exits_2(tmp_path, monkeypatch, capsys):
