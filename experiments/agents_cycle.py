@@ -138,6 +138,7 @@ def main() -> None:
     def stamp(what: str) -> None:
         log["timing"][what] = round(time.perf_counter() - started)
         print(f"[{log['timing'][what]:>5} s] {what}", flush=True)
+        (args.out / "cycle.json").write_text(json.dumps(log, indent=1))  # what is measured so far
 
     log["rounds"].append(measure(bureau, judge, heldout, outside, seed=100))
     stamp("round 0 measured (agents without adapters)")
