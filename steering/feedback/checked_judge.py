@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from steering.errors import InvalidArgument
 from steering.feedback.constitution import Principle
 from steering.feedback.judge_contract import Judge, Pair, PairwiseJudgment, Rating, check_same_length
-from steering.feedback.score_judges import interpolated_rating
+from steering.feedback.score_judges import check_unit_scores, interpolated_rating
 
 Checks = Callable[[str, str], float | None]
 
@@ -50,13 +49,11 @@ class ChecksFirstJudge:
     def scores(self, prompts: Sequence[str], answers: Sequence[str]) -> list[float | None]:
         check_same_length(prompts, answers)
         values = [self.checks(p, a) for p, a in zip(prompts, answers, strict=True)]
-        for value in values:
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise InvalidArgument(
-                    f"the checks {self.checks_name} scored a reply outside [0, 1]",
-                    received=value,
-                    fix="return a score in [0, 1], or None for a prompt the checks do not know",
-                )
+        check_unit_scores(
+            values,
+            what=f"the checks {self.checks_name} scored a reply",
+            fix="return a score in [0, 1], or None for a prompt the checks do not know",
+        )
         return values
 
     def pairwise(self, pairs: Sequence[Pair], principle: Principle) -> list[PairwiseJudgment]:

@@ -46,9 +46,10 @@ from steering.feedback.judge_storage import (
     judge_store,
     work_units,
 )
-from steering.feedback.model_judge import ModelJudge, next_token_logprobs
+from steering.feedback.model_judge import ModelJudge, next_token_logprobs, shared_prefix
 from steering.feedback.score_judges import (
     ScoreJudge,
+    check_unit_scores,
     contains_answer,
     exact_answer_judge,
     interpolated_rating,
@@ -74,6 +75,7 @@ __all__ = [
     "annotator_kind",
     "answered_units",
     "check_same_length",
+    "check_unit_scores",
     "contains_answer",
     "critique_text",
     "describe_pairwise",
@@ -93,6 +95,7 @@ __all__ = [
     "rating_reward",
     "rating_text",
     "regex_judge",
+    "shared_prefix",
     "vader_judge",
     "work_units",
 ]

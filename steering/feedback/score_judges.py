@@ -43,13 +43,7 @@ class ScoreJudge:
     def scores(self, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
         check_same_length(prompts, answers)
         values = [float(self.score(p, a)) for p, a in zip(prompts, answers, strict=True)]
-        for value in values:
-            if not 0.0 <= value <= 1.0:
-                raise InvalidArgument(
-                    f"the judge {self.name} scored an answer outside [0, 1]",
-                    received=value,
-                    fix="clip the score",
-                )
+        check_unit_scores(values, what=f"the judge {self.name} scored an answer", fix="clip the score")
         return values
 
     def pairwise(self, pairs: Sequence[Pair], principle: Principle) -> list[PairwiseJudgment]:
@@ -68,6 +62,13 @@ class ScoreJudge:
     ) -> list[str]:
         values = self.scores(prompts, answers)
         return [self.explain(p, a, s) for p, a, s in zip(prompts, answers, values, strict=True)]
+
+
+def check_unit_scores(values: Sequence[float | None], *, what: str, fix: str) -> None:
+    """Refuse a score outside [0, 1] (None, "no opinion", passes): `what` names who scored what."""
+    for value in values:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InvalidArgument(f"{what} outside [0, 1]", received=value, fix=fix)
 
 
 def interpolated_rating(value: float) -> Rating:

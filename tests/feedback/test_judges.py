@@ -109,7 +109,9 @@ def test_checks_decide_what_they_tell_apart_and_the_judge_the_rest(tiny):
     assert ratings[0].value == pytest.approx(
         min(1.0, model_judge.rate(["What is 2 + 2?"], ["5"], CORRECT)[0].value)
     )
-    assert ratings[1] == model_judge.rate(["What is 2 + 2?"], ["4"], CORRECT)[0]
+    alone = model_judge.rate(["What is 2 + 2?"], ["4"], CORRECT)[0]  # batch of one: equal up to padding
+    assert ratings[1].value == pytest.approx(alone.value, abs=1e-5)
+    assert ratings[1].probs == pytest.approx(alone.probs, abs=1e-5)
     critique = judge.critique(["What is 2 + 2?"], ["5"], CORRECT)[0]
     assert "fails the code checks" in critique and "sums" in critique
     with pytest.raises(InvalidArgument, match=r"(?i)outside"):
