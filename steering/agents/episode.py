@@ -21,8 +21,10 @@ roster's order.
 
 Every turn is a sample of `steering.generate`, so it carries its books: Σ log q, Σ log p_base and their
 difference (the sample's KL estimate to the base: 0 for an agent without an adapter). Episodes on
-different situations run together: at each turn, the rows whose speakers share an adapter go through
-one batched `generate` call, so a step costs one call per distinct adapter rather than one per episode.
+different situations run together: at each turn, every episode's speaker goes into one `generate`
+call whose rows wear different adapters (`controls.MixedAdapters`, peft's mixed-adapter batches), so
+a step is one forward for all of them. `mixed=False` makes one call per distinct adapter instead (the
+rows whose speakers share an adapter); `benchmarks/agents_batching.py` measures both.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.agents.scope import Scope
-from steering.controls import Adapter
+from steering.controls import Adapter, MixedAdapters
 from steering.decode import generate
 from steering.errors import InvalidArgument
 from steering.models.embeddings import SentenceEmbedder
@@ -138,6 +140,7 @@ def run_episodes(
     reply_tokens: int = 64,
     seed: int = 0,
     batch_size: int = 8,
+    mixed: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Episode]:
     """Episodes on `situations`, all advanced together turn by turn.
@@ -147,6 +150,8 @@ def run_episodes(
             cover it (needs `embedder`).
         max_turns: discussion turns before the reply (0: the closer replies at once).
         closer: the agent who writes the reply when it takes part; else the first participant.
+        mixed: each turn in one generate call whose rows wear different adapters; False: one call
+            per distinct adapter (the same numbers for a row, other random draws).
         progress: called with (turns done, turns in all).
     """
     roster = {a.name: a for a in agents}
@@ -183,20 +188,25 @@ def run_episodes(
         speakers = {
             id(e): _closer(e, closer) if closing else e.participants[turn % len(e.participants)] for e in live
         }
-        # One generate call per adapter: the rows of every episode whose speaker wears it.
+        # Mixed: one generate call, each row wearing its speaker's adapter. Else one call per adapter.
         groups: dict[Path | None, list[Episode]] = {}
         for episode in live:
-            groups.setdefault(roster[speakers[id(episode)]].adapter, []).append(episode)
+            groups.setdefault(None if mixed else roster[speakers[id(episode)]].adapter, []).append(episode)
         for index, (adapter, group) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
             prompts = [
                 e.transcript(roster)
                 + (f"Reply to the user, written by {speakers[id(e)]}:" if closing else f"{speakers[id(e)]}:")
                 for e in group
             ]
+            wearing = [roster[speakers[id(e)]].adapter for e in group]
+            if mixed:
+                controls: list[object] = [MixedAdapters(wearing)] if any(wearing) else []
+            else:
+                controls = [Adapter(adapter)] if adapter is not None else []
             samples = generate(
                 model,
                 prompts,
-                controls=[Adapter(adapter)] if adapter is not None else [],
+                controls=controls,
                 max_new_tokens=reply_tokens if closing else max_new_tokens,
                 stop=["\n\n"] if closing else ["\n"],
                 seed=seed + 1000 * turn + index,

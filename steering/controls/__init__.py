@@ -6,7 +6,7 @@ calls, their defaults, the capabilities a control declares) and the order in whi
 Every control exported here runs through the conformance suite (`tests/controls/test_conformance.py`).
 """
 
-from steering.controls.adapter import Adapter
+from steering.controls.adapter import Adapter, MixedAdapters
 from steering.controls.base import (
     CallableControl,
     Constraint,
@@ -20,7 +20,9 @@ from steering.controls.base import (
     RowState,
     StateObserver,
     as_logit_control,
+    current_rows,
     describe,
+    forward_rows,
     split_controls,
 )
 from steering.controls.classify import Classification, classify, first_token_shortcut
@@ -76,6 +78,7 @@ __all__ = [
     "LogitControl",
     "LogitControlBase",
     "MinP",
+    "MixedAdapters",
     "ModelControl",
     "PPLMStats",
     "PromptTemplate",
@@ -93,11 +96,13 @@ __all__ = [
     "build_steering_vector",
     "check_vector_path",
     "classify",
+    "current_rows",
     "decoder_layers",
     "demonstrations",
     "describe",
     "extract_quotes",
     "first_token_shortcut",
+    "forward_rows",
     "load_demonstrations",
     "load_words",
     "sampling_controls",

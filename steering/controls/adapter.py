@@ -26,12 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import torch
+
+from steering.controls.base import current_rows
 from steering.errors import InvalidArgument, ModelLoadError
 from steering.models.language_model import LanguageModel
 from steering.paths import unfinished_run_note
@@ -204,6 +208,25 @@ def check_adapter(model: LanguageModel, directory: Path) -> dict[str, Any]:
     return meta
 
 
+@contextmanager
+def _beside_others_quietly() -> Iterator[None]:
+    """Load an adapter next to others without transformers' and peft's notes about it.
+
+    transformers reports the other adapters' weights as "MISSING … newly initialized" (they are not:
+    `tests/controls/test_adapter.py` checks each still gives its own numbers) and peft warns that the
+    model has several adapters, which is the point here.
+    """
+    report = logging.getLogger("transformers.utils.loading_report")
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            yield
+    finally:
+        report.setLevel(level)
+
+
 @dataclass
 class Adapter:
     """A model control: the adapter in `path` is active while sampling, disabled for the base books.
@@ -221,11 +244,12 @@ class Adapter:
         """The adapter's name in the model: a digest of its path (module names cannot hold '.' or '/')."""
         return "adapter_" + hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:12]
 
-    def load(self, model: LanguageModel) -> None:
+    def load(self, model: LanguageModel, *, alone: bool = True) -> None:
         """Inject the adapter's weights, leaving the adapters disabled.
 
-        One loaded `Adapter` per model at a time: another one is taken out first (loading a second
-        peft adapter next to a first re-initialises the first's weights in transformers 5).
+        With `alone` (the default) the other loaded `Adapter`s are taken out first, so a process that
+        uses many adapters in turn (reflection rounds, recipe stages) holds one at a time;
+        `MixedAdapters` loads several beside each other (`alone=False`).
         """
         module = model.module
         loaded = getattr(module, "peft_config", None) or {}
@@ -235,10 +259,12 @@ class Adapter:
         note = unfinished_run_note(self.path)  # RUN/adapter of a run that was killed or interrupted
         if note:
             logging.getLogger(__name__).warning(note)
-        for name in [n for n in loaded if n.startswith("adapter_")]:
+        for name in [n for n in loaded if n.startswith("adapter_") and alone]:
             module.delete_adapter(name)
+        others = bool(getattr(module, "peft_config", None))
         try:
-            module.load_adapter(str(self.path), adapter_name=self.key)
+            with _beside_others_quietly() if others else nullcontext():
+                module.load_adapter(str(self.path), adapter_name=self.key)
         except Exception as error:  # what the checks above cannot foresee (a config peft rejects)
             if self.key in (getattr(module, "peft_config", None) or {}):
                 module.delete_adapter(self.key)
@@ -263,3 +289,82 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"Adapter({str(self.path)!r})"
+
+
+BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+@dataclass
+class MixedAdapters:
+    """A model control: prompt i is decoded with `adapters[i]` (None: the base), every row in one forward.
+
+    The rows of one batch may wear different adapters (peft's mixed-adapter batches): each LoRA layer
+    is called with `adapter_names`, one per row, and adds each adapter's update to its own rows only.
+    The numbers are those of decoding each prompt with its own `Adapter` (tests check them), with one
+    forward per step for all of them instead of one `generate` call per adapter. The engine says which
+    prompt each row belongs to (`controls.base.forward_rows`); the base books are the plain model's.
+
+        generate(model, prompts, controls=[MixedAdapters([tutor, None, tutor, critic])])
+    """
+
+    adapters: Sequence[Path | str | None]
+    _wearing: tuple[Adapter | None, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adapters, str | Path) or not len(self.adapters):
+            raise InvalidArgument(
+                "MixedAdapters takes one adapter folder (or None: the base) per prompt",
+                received=repr(self.adapters)[:80],
+                fix="pass a list, e.g. MixedAdapters([tutor_dir, None, critic_dir])",
+            )
+        self.adapters = tuple(None if a is None else check_adapter_folder(a) for a in self.adapters)
+        self._wearing = tuple(None if a is None else Adapter(Path(a)) for a in self.adapters)
+
+    def names(self) -> list[str]:
+        """The adapter name of each prompt (peft's "__base__" for none)."""
+        return [BASE_ROW if a is None else a.key for a in self._wearing]
+
+    @contextmanager
+    def attached(self, model: LanguageModel) -> Iterator[None]:
+        """Every distinct adapter loaded beside the others, enabled, and each row routed to its own."""
+        from peft.tuners.lora import LoraLayer
+
+        distinct = {a.key: a for a in self._wearing if a is not None}
+        if not distinct:  # every prompt on the base: nothing to attach
+            yield
+            return
+        for adapter in distinct.values():
+            adapter.load(model, alone=False)
+        names = self.names()
+
+        def route(_: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+            rows = current_rows()
+            if rows is None:
+                raise InvalidArgument(
+                    "MixedAdapters ran the model without knowing which prompt each row belongs to",
+                    received="a forward pass outside the decode engine",
+                    fix="use it through generate(), or wrap the call in steering.controls.forward_rows(indices)",
+                )
+            if max(rows, default=0) >= len(names):
+                raise InvalidArgument(
+                    f"MixedAdapters names {len(names)} adapters, one per prompt, but got prompt {max(rows)}",
+                    received=f"{len(names)} adapters",
+                    fix="pass one adapter (or None) per prompt given to generate",
+                )
+            return args, {**kwargs, "adapter_names": [names[r] for r in rows]}
+
+        module = model.module
+        # A LoraLayer is a torch module (peft mixes it into nn.Linear and friends); its type says not.
+        layers = [cast(torch.nn.Module, m) for m in module.modules() if isinstance(m, LoraLayer)]
+        hooks = [layer.register_forward_pre_hook(route, with_kwargs=True) for layer in layers]
+        module.enable_adapters()
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+            module.disable_adapters()
+
+    def __repr__(self) -> str:
+        shown = ", ".join("None" if a is None else repr(str(a)) for a in self.adapters)
+        return f"MixedAdapters([{shown}])"

@@ -5,6 +5,9 @@
   token under the base model on the user's *raw* prompt to fill `logp_base`.
 - A **model control** (activation steering, adapters) changes the model during generation through
   forward hooks (`attached(model)`, a context manager); `logp_base` is then rescored with the plain model.
+  A model control may act per prompt (`MixedAdapters`: prompt i wears adapter i): whoever runs the
+  model with it attached says which prompt each batch row belongs to with `forward_rows(indices)`
+  (the decode engine does, around every forward), and the control reads them with `current_rows()`.
 - A **logit control** changes the next-token scores: `__call__(input_ids, scores) -> scores`, the
   signature of a Hugging Face `LogitsProcessor`. `scores` are float32 log-probabilities, shape (B, V);
   the engine renormalises after the last control, and that distribution is `logq`.
@@ -59,7 +62,9 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -83,6 +88,24 @@ class ModelControl(Protocol):
     """Changes the model itself while generating (forward hooks): `attached(model)` is a context manager."""
 
     def attached(self, model: Any) -> Any: ...
+
+
+_FORWARD_ROWS: ContextVar[tuple[int, ...] | None] = ContextVar("steering_forward_rows", default=None)
+
+
+@contextmanager
+def forward_rows(prompt_indices: Sequence[int]) -> Iterator[None]:
+    """Inside the block, row r of every forward pass belongs to prompt `prompt_indices[r]`."""
+    token = _FORWARD_ROWS.set(tuple(int(i) for i in prompt_indices))
+    try:
+        yield
+    finally:
+        _FORWARD_ROWS.reset(token)
+
+
+def current_rows() -> tuple[int, ...] | None:
+    """The prompt index of each row of the forward pass being run, or None outside `forward_rows`."""
+    return _FORWARD_ROWS.get()
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from steering.controls.base import DecodeState, as_logit_control
+from steering.controls.base import DecodeState, as_logit_control, forward_rows
 from steering.decode.draw import draw
 from steering.decode.rows import DecodeRow
 from steering.decode.splice import can_splice, splice
@@ -91,9 +91,10 @@ class BatchDecoder:
             mask[i, width - len(row.context_ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0).to(model.device)
         ids, mask = ids.to(model.device), mask.to(model.device)
-        out = model.module(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-        )
+        with forward_rows([r.prompt_index for r in rows]):
+            out = model.module(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            )
         self.stats.prefill_forwards += 1
         self.stats.prefilled_rows += len(rows)
         self.stats.prefill_s += time.perf_counter() - began
@@ -184,14 +185,15 @@ class BatchDecoder:
         )[:, None]
         self.sequences = torch.cat([self.sequences, feed], dim=-1)
         self.mask = torch.cat([self.mask, torch.ones_like(feed)], dim=-1)
-        out = model.module(
-            input_ids=feed,
-            attention_mask=self.mask,
-            position_ids=self.next_position,
-            past_key_values=self.cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        with forward_rows([r.prompt_index for r in self.rows]):
+            out = model.module(
+                input_ids=feed,
+                attention_mask=self.mask,
+                position_ids=self.next_position,
+                past_key_values=self.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         self.cache = out.past_key_values
         self.logits = out.logits[:, -1, :]
         self.next_position = self.next_position + 1
@@ -228,9 +230,14 @@ class BatchDecoder:
         feed = torch.tensor([list(tokens[:-1])] * count, device=model.device)
         mask = torch.cat([self.mask, torch.ones_like(feed)], dim=-1)
         positions = self.next_position + torch.arange(width - 1, device=model.device)
-        out = model.module(
-            input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-        )
+        with forward_rows([r.prompt_index for r in self.rows]):
+            out = model.module(
+                input_ids=feed,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+            )
         following = torch.tensor(list(tokens[1:]), device=model.device).expand(count, -1)[..., None]
         rest = out.logits.float().log_softmax(-1).gather(-1, following).squeeze(-1)
         scored = torch.cat([first[:, None], rest], dim=1).cpu().double()

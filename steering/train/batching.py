@@ -17,7 +17,7 @@ import torch
 from steering.controls.context import Demonstration
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel
-from steering.train.losses import IGNORE, kept_token_logprobs, trained_positions
+from steering.train.losses import IGNORE, first_stop_logprob, kept_token_logprobs, trained_positions
 
 Item = TypeVar("Item")
 
@@ -87,6 +87,19 @@ def labelled_logprobs(model: LanguageModel, batch: dict[str, torch.Tensor]) -> t
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=positions
     ).logits
     return kept_token_logprobs(logits, batch["labels"], positions)
+
+
+def labelled_logprobs_and_stop(
+    model: LanguageModel, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`labelled_logprobs` plus, from the same forward pass, `losses.first_stop_logprob` for the
+    model's end-of-text ids: (B, P) label log-probabilities, (B,) log P(empty reply), (B,) row mask."""
+    positions = trained_positions(batch["labels"])
+    logits = model.module(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=positions
+    ).logits
+    log_stop, counted = first_stop_logprob(logits, batch["labels"], positions, model.eos_token_ids)
+    return kept_token_logprobs(logits, batch["labels"], positions), log_stop, counted
 
 
 def sequence_logprobs(model: LanguageModel, rows: Sequence[Encoded]) -> torch.Tensor:

@@ -6,6 +6,7 @@ Each is a few lines of tensor arithmetic, tested against numbers computed by han
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +80,25 @@ def kept_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, positions: t
     following = labels[:, positions + 1]
     picked = picked_logprobs(logits, following.clamp(min=0))
     return picked.masked_fill(following == IGNORE, 0.0)
+
+
+def first_stop_logprob(
+    logits: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor, stop_ids: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) log P(any of `stop_ids`) where each row's completion starts — the chance of an empty reply —
+    from logits computed only at `positions`, and (B,) whether that row's first label is not a stop
+    (a row whose completion is empty is not penalised for being empty)."""
+    following = labels[:, positions + 1]
+    first = (following != IGNORE).int().argmax(-1)  # every row has a trained token (encode_completion)
+    rows = logits[torch.arange(len(first)), first].float()
+    log_stop = torch.logsumexp(rows[:, list(stop_ids)], -1) - torch.logsumexp(rows, -1)
+    first_label = following[torch.arange(len(first)), first]
+    return log_stop, ~torch.isin(first_label, torch.tensor(list(stop_ids), device=labels.device))
+
+
+def unlikelihood(log_p: torch.Tensor) -> torch.Tensor:
+    """−log(1 − p) from log p (Welleck et al., 2019), stable near p = 1: the loss of a token *not* taken."""
+    return -torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
 
 
 def soft_preference_loss(logits: torch.Tensor, p_chosen: torch.Tensor | None = None) -> torch.Tensor:

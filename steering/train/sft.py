@@ -4,6 +4,12 @@ Warm-up then cosine learning rate, a few epochs, gradient accumulation, an eval 
 stopping (the best adapter is kept), checkpoints that resume exactly, Ctrl-C saves (all from the
 shared loop). Rows are encoded by `batching.encode_demonstrations`: prompt and completion tokenised
 apart, so what is trained is exactly what is sampled later. `full=true` trains every weight.
+
+`empty_penalty = w` adds w · −log(1 − P(end-of-text | prompt)) per example (unlikelihood training,
+Welleck et al. 2019): no demonstration is empty, but completions that all end in end-of-text after a
+full stop teach "stop after a full stop", and a prompt that itself ends in one (a pasted paragraph to
+summarise) is then answered with nothing. The NLL of the first token pushes that chance down only in
+proportion to it; the unlikelihood term pushes hardest where the empty reply is likeliest.
 """
 
 from __future__ import annotations
@@ -12,18 +18,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from steering.controls.context import Demonstration
+from steering.errors import InvalidArgument
 from steering.models import LanguageModel
 from steering.train.batching import (
     Encoded,
     batch_rows,
     encode_demonstrations,
     labelled_logprobs,
+    labelled_logprobs_and_stop,
     micro_batches,
 )
 from steering.train.data import load_examples
 from steering.train.full import FullWeights
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
-from steering.train.losses import IGNORE
+from steering.train.losses import IGNORE, unlikelihood
 from steering.train.method import Method, TrainedWeights
 
 
@@ -32,6 +40,16 @@ class SFTConfig(TrainConfig):
     """Everything an SFT run needs (the shared fields of `TrainConfig`); `steer train sft` fills it."""
 
     out: str = "runs/sft"
+    empty_penalty: float = 0.0  # weight of the empty-reply unlikelihood term (0 = plain SFT)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.empty_penalty < float("inf"):
+            raise InvalidArgument(
+                "empty_penalty must be a finite number ≥ 0",
+                received=self.empty_penalty,
+                fix="use 0 (plain SFT) or e.g. 1.0",
+            )
 
 
 class SFT(Method):
@@ -54,21 +72,34 @@ class SFT(Method):
     ) -> dict[str, Any]:
         batches = [batch_rows(m, model.pad_token_id) for m in micro_batches(rows, config.batch_size)]
         trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
-        total_loss = 0.0
+        total_loss, total_empty, p_empty = 0.0, 0.0, 0.0
         for batch in batches:
-            loss = -labelled_logprobs(model, batch).sum() / trained
+            if not config.empty_penalty:
+                loss = -labelled_logprobs(model, batch).sum() / trained
+            else:
+                logprobs, log_stop, counted = labelled_logprobs_and_stop(model, batch)
+                empty = (unlikelihood(log_stop) * counted).sum() / len(rows)
+                loss = -logprobs.sum() / trained + config.empty_penalty * empty
+                total_empty += float(empty.detach())
+                p_empty += float(log_stop.detach().exp().sum()) / len(rows)
             loss.backward()
             total_loss += float(loss.detach())
         tokens = sum(int(b["attention_mask"].sum()) for b in batches)
-        return {"loss": total_loss, "tokens": tokens, "trained_tokens": trained}
+        record = {"loss": total_loss, "tokens": tokens, "trained_tokens": trained}
+        if config.empty_penalty:
+            record |= {"empty_unlikelihood": total_empty, "p_empty": p_empty}
+        return record
 
     def evaluate(self, model: LanguageModel, rows: list[Encoded], config: SFTConfig) -> dict[str, Any]:
-        total, count = 0.0, 0
+        """Mean NLL per completion token, and the mean chance of an empty reply, on the eval split."""
+        total, count, p_empty = 0.0, 0, 0.0
         for chunk in micro_batches(rows, config.batch_size):
             batch = batch_rows(chunk, model.pad_token_id)
-            total -= float(labelled_logprobs(model, batch).sum())
+            logprobs, log_stop, _ = labelled_logprobs_and_stop(model, batch)
+            total -= float(logprobs.sum())
             count += int((batch["labels"][:, 1:] != IGNORE).sum())
-        return {"eval_loss": total / max(count, 1)}
+            p_empty += float(log_stop.exp().sum())
+        return {"eval_loss": total / max(count, 1), "eval_p_empty": p_empty / max(len(rows), 1)}
 
 
 def train_sft(

@@ -48,6 +48,7 @@ from steering.controls import (
     LogitBias,
     LogitControlBase,
     MinP,
+    MixedAdapters,
     PromptTemplate,
     QuoteFromSource,
     Regex,
@@ -57,6 +58,7 @@ from steering.controls import (
     TopP,
     build_steering_vector,
     demonstrations,
+    forward_rows,
     split_controls,
 )
 from steering.decode import BatchDecoder, DecodeRow, generate, row_seed
@@ -81,20 +83,30 @@ class Case:
     deterministic: bool = False  # every seed gives the same samples (greedy)
 
 
-def _adapter(model: LanguageModel, directory: Path) -> list[object]:
-    """A LoRA adapter with random (non-zero) weights, saved and taken out again: `Adapter` loads it."""
+def _random_adapter(model: LanguageModel, directory: Path, name: str = "adapter", seed: int = 0) -> Path:
+    """A LoRA adapter with random (non-zero) weights, saved and taken out again."""
     from steering.train.adapters import add_lora, remove_adapter, save_adapter
 
-    path = directory / "adapter"
+    path = directory / name
     if not path.is_dir():
         params = add_lora(model, "conformance", rank=4, alpha=8, dropout=0.0)
         with torch.no_grad():
-            generator = torch.Generator().manual_seed(0)
+            generator = torch.Generator().manual_seed(seed)
             for param in params:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
         save_adapter(model, "conformance", path)
         remove_adapter(model, "conformance")
-    return [Adapter(path)]
+    return path
+
+
+def _adapter(model: LanguageModel, directory: Path) -> list[object]:
+    return [Adapter(_random_adapter(model, directory))]
+
+
+def _mixed_adapters(model: LanguageModel, directory: Path) -> list[object]:
+    """Prompts 0 and 3 wear one adapter, prompt 1 the base, prompt 2 another: all in one batch."""
+    first, second = _random_adapter(model, directory), _random_adapter(model, directory, "other", seed=1)
+    return [MixedAdapters([first, None, second, first])]
 
 
 def _steering_vector(model: LanguageModel, _: Path) -> list[object]:
@@ -170,6 +182,7 @@ FACTORIES: dict[str, list[Case]] = {
     "SoftPrompt": [Case(_soft_prompt)],
     "SteeringVector": [Case(_steering_vector)],
     "Adapter": [Case(_adapter)],
+    "MixedAdapters": [Case(_mixed_adapters)],
 }
 NEEDS_XGRAMMAR = {("Grammar", 3)}
 
@@ -305,7 +318,7 @@ def test_books_are_exact(model, workdir, name, case):
     _, _, model_controls = split_controls(controls)
     for sample in samples:
         assert sample.step_kl is None  # another context or model: the per-step KL is not exact
-        with _attached(model, model_controls):
+        with _attached(model, model_controls), forward_rows([sample.prompt_index]):
             logq = _teacher_forced(model, model.encode(sample.context), sample.token_ids)
         assert torch.allclose(sample.logq, logq, atol=ATOL), (sample.logq, logq)
         log_weight = float(sample.logp_base.double().sum() - logq.double().sum())

@@ -12,12 +12,14 @@ from steering.train.losses import (
     IGNORE,
     bradley_terry_loss,
     dpo_loss,
+    first_stop_logprob,
     group_advantages,
     kl_k1,
     kl_k3,
     picked_logprobs,
     plackett_luce_loss,
     token_logprobs,
+    unlikelihood,
     warmup_cosine,
 )
 
@@ -156,3 +158,18 @@ def test_head_only_where_labels_follow_equals_the_full_logits(tiny):
     assert kept.shape[1] < full.shape[1]  # the prompt-only positions were skipped
     assert torch.allclose(kept.sum(-1), full.sum(-1), atol=1e-5)
     assert torch.count_nonzero(kept) == torch.count_nonzero(full) == 5
+
+
+def test_first_stop_logprob_and_unlikelihood_by_hand():
+    # Two rows, logits kept at positions 1..2 only; row 0's completion starts at position 1, row 1's
+    # at position 2 (its first kept position is prompt). Vocabulary of 4; the stop ids are 0 and 3.
+    labels = torch.tensor([[IGNORE, IGNORE, 2, 0], [IGNORE, IGNORE, IGNORE, 3]])
+    positions = torch.tensor([1, 2])
+    logits = torch.log(torch.tensor([[[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]],
+                                     [[0.25, 0.25, 0.25, 0.25], [0.5, 0.2, 0.2, 0.1]]]))  # fmt: skip
+    log_stop, counted = first_stop_logprob(logits, labels, positions, [0, 3])
+    assert torch.allclose(log_stop.exp(), torch.tensor([0.1 + 0.4, 0.5 + 0.1]))
+    assert counted.tolist() == [True, False]  # row 1's completion is empty: its first label is a stop
+    p = torch.tensor([0.0, 0.5, 0.9])
+    assert torch.allclose(unlikelihood(torch.log(p)), -torch.log(1 - p))
+    assert torch.isfinite(unlikelihood(torch.tensor([0.0]))).all()  # p = 1: large, not inf

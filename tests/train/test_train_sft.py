@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,40 @@ def test_config_errors(tmp_path):
         read_config(SFTConfig, toml, ["learning_rate=0"])
     with pytest.raises(InvalidArgument, match="o example has a completion token left"):
         train_sft(_config(tmp_path, max_length=3), model=load_model("tiny-random", dtype="float32"))
+
+
+def _p_empty(model, adapter: Path | None, prompts: list[str]) -> float:
+    """Mean P(end-of-text as the first token) of the prompts, with the adapter on."""
+    logprobs = []
+    for prompt in prompts:
+        with Adapter(adapter).attached(model):
+            logprobs.append(float(model.logprobs([prompt], [[model.eos_token_ids[0]]])[0].sum()))
+    return sum(math.exp(v) for v in logprobs) / len(prompts)
+
+
+def test_empty_penalty_makes_an_empty_reply_less_likely_than_plain_sft(tmp_path):
+    # Every completion ends in "." then EOS, and every prompt ends in "." too, as gemma's harvested
+    # demonstrations taught it "stop after a full stop" and it then answered pasted paragraphs with
+    # nothing. Same data, same seed: the unlikelihood term cuts P(empty reply) on held-out prompts
+    # (0.0067 → 0.0006 at seed 0).
+    path = tmp_path / "ok.jsonl"
+    words = [" yes.", " no.", " ok.", " fine.", " sure.", " good.", " right.", " maybe."]
+    rows = [{"prompt": f"Say {i}.", "completion": words[i % 8]} for i in range(16)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    heldout = [f"Say {i}." for i in range(50, 56)]
+    p_empty = {}
+    for penalty in (0.0, 2.0):
+        config = _config(
+            tmp_path, out=f"run{penalty}", data=str(path), empty_penalty=penalty, epochs=12, grad_accum=1
+        )
+        model = load_model("tiny-random", dtype="float32")
+        result = train_sft(config, model=model)
+        p_empty[penalty] = _p_empty(model, result.adapter, heldout)
+        if penalty:
+            assert all({"p_empty", "empty_unlikelihood"} <= set(r) for r in result.metrics if "loss" in r)
+    assert p_empty[2.0] < 0.25 * p_empty[0.0], p_empty
+    with pytest.raises(InvalidArgument, match=r"(?i)empty_penalty must be a finite number"):
+        _config(tmp_path, empty_penalty=-1.0)
 
 
 def test_adapter_for_another_base_is_refused(tmp_path):
