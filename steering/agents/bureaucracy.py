@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from steering.agents.episode import Agent, Episode, Turn, covering, run_episodes
 from steering.agents.scope import Predicates, Scope
 from steering.controls.adapter import check_adapter_folder
@@ -69,15 +71,24 @@ class ReflectionRound:
 class Bureaucracy:
     """Agents in a folder; see the module docstring. Open with `Bureaucracy.init` or `Bureaucracy.open`."""
 
-    def __init__(self, folder: Path, model_name: str) -> None:
+    def __init__(self, folder: Path, model_name: str, loaded: LanguageModel | None = None) -> None:
+        if loaded is not None and (loaded.name != model_name or loaded.dtype != torch.float32):
+            raise InvalidArgument(
+                f"the agents in {folder} run on {model_name} in float32 (they train it)",
+                received=f"{loaded.name} in {loaded.dtype}",
+                fix=f'pass load_model("{model_name}", dtype="float32"), or none (it is loaded when needed)',
+            )
         self.folder = folder
         self.model_name = model_name
-        self._model: LanguageModel | None = None
+        self._model: LanguageModel | None = loaded
         self._embedder: SentenceEmbedder | None = None
 
     # ----------------------------------------------------------------------------------------- folder
     @classmethod
-    def init(cls, folder: str | Path, *, model: str = "gemma-270m") -> Bureaucracy:
+    def init(
+        cls, folder: str | Path, *, model: str = "gemma-270m", loaded: LanguageModel | None = None
+    ) -> Bureaucracy:
+        """A new agents folder (or an existing one reopened); `loaded`: that model already in memory."""
         folder = Path(folder)
         if folder.exists() and any(folder.iterdir()) and not (folder / MARK).is_file():
             raise InvalidArgument(
@@ -88,10 +99,10 @@ class Bureaucracy:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / MARK).is_file():
             atomic_write_text(folder / MARK, json.dumps({"format": FORMAT, "model": model}) + "\n")
-        return cls.open(folder)
+        return cls.open(folder, loaded=loaded)
 
     @classmethod
-    def open(cls, folder: str | Path) -> Bureaucracy:
+    def open(cls, folder: str | Path, *, loaded: LanguageModel | None = None) -> Bureaucracy:
         folder = Path(folder)
         try:
             mark = json.loads((folder / MARK).read_text(encoding="utf-8"))
@@ -111,7 +122,7 @@ class Bureaucracy:
                 received=repr(mark)[:80],
                 fix="create a new folder",
             )
-        return cls(folder, mark["model"])
+        return cls(folder, mark["model"], loaded)
 
     @property
     def model(self) -> LanguageModel:

@@ -492,9 +492,12 @@ def demo(
     seed: Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1)] = 0,
 ) -> None:
     """The base model, then each technique side by side; writes report.html after every section."""
+    from steering.agents.demo import AgentsSection
     from steering.eval import builtin_questions
     from steering.models import load_model
-    from steering.recipes.demo import PromptingOutcome, SectionEvent, demo_work_units, run_demo
+    from steering.recipes.demo import SECTIONS, PromptingOutcome, SectionEvent, demo_work_units, run_demo
+
+    sections = (*SECTIONS, AgentsSection())  # agents and recipes are one level: composed here
 
     if out.exists() and not out.is_dir():  # before the model loads and the first section runs
         raise SteeringError(
@@ -506,7 +509,7 @@ def demo(
     with console.status(f"loading {model} (first run converts the GGUF, ~1 min)…"):
         lm = load_model(model)
     count = min(limit or len(builtin_questions()), len(builtin_questions()))
-    with LazyProgress(console, "demo", total=demo_work_units(count, max_new_tokens, limit)) as bar:
+    with LazyProgress(console, "demo", total=demo_work_units(count, max_new_tokens, limit, sections)) as bar:
 
         def announce(event: SectionEvent) -> None:
             seconds = int(time.time() - started)
@@ -528,6 +531,7 @@ def demo(
             seed=seed,
             progress=bar.advance,
             on_section=announce,
+            sections=sections,
         )
     Console().print(_technique_table(outcome.prompting, f"{lm.name} · {count} questions"))
     sentiment = Table(title="positive sentiment: reward (VADER) vs KL to base")

@@ -91,15 +91,23 @@ class SFT(Method):
         return record
 
     def evaluate(self, model: LanguageModel, rows: list[Encoded], config: SFTConfig) -> dict[str, Any]:
-        """Mean NLL per completion token, and the mean chance of an empty reply, on the eval split."""
-        total, count, p_empty = 0.0, 0, 0.0
+        """The training objective on the eval split (`eval_loss`, what early stopping watches): the
+        mean NLL per completion token (`eval_nll`) plus `empty_penalty` × the mean unlikelihood of an
+        empty reply; and the mean chance of an empty reply (`eval_p_empty`)."""
+        total, count, p_empty, empty = 0.0, 0, 0.0, 0.0
         for chunk in micro_batches(rows, config.batch_size):
             batch = batch_rows(chunk, model.pad_token_id)
-            logprobs, log_stop, _ = labelled_logprobs_and_stop(model, batch)
+            logprobs, log_stop, counted = labelled_logprobs_and_stop(model, batch)
             total -= float(logprobs.sum())
             count += int((batch["labels"][:, 1:] != IGNORE).sum())
             p_empty += float(log_stop.exp().sum())
-        return {"eval_loss": total / max(count, 1), "eval_p_empty": p_empty / max(len(rows), 1)}
+            empty += float((unlikelihood(log_stop) * counted).sum())
+        nll, rows_n = total / max(count, 1), max(len(rows), 1)
+        return {
+            "eval_loss": nll + config.empty_penalty * empty / rows_n,
+            "eval_nll": nll,
+            "eval_p_empty": p_empty / rows_n,
+        }
 
 
 def train_sft(

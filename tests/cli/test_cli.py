@@ -97,6 +97,7 @@ def test_demo_small_run_writes_report(tmp_path):
     assert "Instruction tuning from the base model itself" in report and "SFT adapter (own demos)" in report
     assert "soft prompt (own demos)" in report and "RL-trained policy" in report
     assert "Feedback: RLHF and RLAIF in small" in report and "smollm2-135m-instruct" in report
+    assert "Agents: episodes, one reflection round, one extension" in report and "health_guide" in report
     assert "http://" not in report.replace("http://www.w3.org/2000/svg", "")
 
 
