@@ -43,6 +43,7 @@ from steering.agents import (
     mission_principle,
     run_episodes,
 )
+from steering.agents.adherence import shows_cue
 from steering.feedback.model_judge import ModelJudge
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # common.py
@@ -68,8 +69,10 @@ def rated_turns(
                              mission_principle(agents[name]))  # fmt: skip
         for row, rating in zip(mine, ratings, strict=True):
             row.setdefault("by_mission", {})[name] = rating.value
+            row.setdefault("cue_by_mission", {})[name] = bool(shows_cue(row["text"], agents[name].cues))
     for row in rows:
         row["adherence"] = statistics.fmean(row["by_mission"].values())
+        row["cue"] = statistics.fmean(row["cue_by_mission"].values())
     return rows
 
 
@@ -84,6 +87,7 @@ def summary(rows: list[dict], agent: str) -> dict[str, Any]:
         "se": statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None,
         "kl_per_token": statistics.fmean(r["kl"] / r["tokens"] for r in mine),
         "empty": sum(not r["text"].strip() for r in mine) / len(mine),
+        "cue_rate": statistics.fmean(r["cue"] for r in mine),
     }
 
 
@@ -120,7 +124,7 @@ def main() -> None:
     bureau = Bureaucracy.init(args.out, model=args.model)
     train = [s for s in situations if s.split == "train"]
     for member in roster.agents:
-        bureau.add(member.name, member.mission, alpha=0.1,
+        bureau.add(member.name, member.mission, alpha=0.1, cues=member.cues,
                    references=[s.text for s in train if member.name in s.scopes],
                    outsiders=[s.text for s in train if member.name not in s.scopes])  # fmt: skip
     newcomer = roster.newcomers[0]
@@ -155,7 +159,8 @@ def main() -> None:
                          seed=100, max_turns=1, max_new_tokens=TOKENS["max_new_tokens"],
                          reply_tokens=TOKENS["reply_tokens"])  # fmt: skip
     rows = rated_turns(judge, agents, alone, against=lambda e: groups[e.situation])
-    log["generalist"] = {name: summary([r | {"agent": name, "adherence": r["by_mission"][name]}
+    log["generalist"] = {name: summary([r | {"agent": name, "adherence": r["by_mission"][name],
+                                              "cue": r["cue_by_mission"][name]}
                                         for r in rows if name in r["by_mission"]], name) for name in old}  # fmt: skip
     stamp("generalist baseline")
     log["reflection"] = []
@@ -169,7 +174,7 @@ def main() -> None:
         log["rounds"].append(measure(bureau, judge, heldout, outside, seed=100))
         stamp(f"round {number} measured")
     # Extension: the newcomer joins with its scope (its references: its own train situations).
-    bureau.add(newcomer.name, newcomer.mission, alpha=0.1,
+    bureau.add(newcomer.name, newcomer.mission, alpha=0.1, cues=newcomer.cues,
                references=[s.text for s in train if newcomer.name in s.scopes],
                outsiders=[s.text for s in train if newcomer.name not in s.scopes])  # fmt: skip
     log["before_extension"] = measure(bureau, judge, heldout, outside, seed=100)
@@ -192,6 +197,8 @@ def cell(stats: dict[str, Any], key: str = "adherence") -> str:
         return "–"
     value = stats[key]
     se = f" ± {stats['se']:.2f}" if key == "adherence" and stats.get("se") is not None else ""
+    if key == "cue_rate":
+        return f"{value:.2f}"
     return f"{value:.2f}{se} ({stats['turns']})" if key == "adherence" else f"{value:.3f}"
 
 
@@ -209,18 +216,22 @@ def report(
         f"{TOKENS['max_new_tokens']} tokens, replies {TOKENS['reply_tokens']}, {TOKENS['max_turns']} turns before the reply.",
         "",
         "**Reflection**: adherence (mean rating ± s.e., turns) on held-out situations in the agent's scope, "
-        "and out of scope (the agent alone on situations outside it); KL to the base per token in and out of scope.",
+        "and out of scope (the agent alone on situations outside it); the share of turns showing one of the "
+        "mission's cues (code, `steering/agents/adherence.py`: a coarse proxy the judge's flat ratings "
+        "cannot replace); KL to the base per token in and out of scope.",
         "",
-        "| agent | stage | in scope | out of scope | KL/token in | KL/token out | empty in |",
-        "|---|---|---|---|---|---|---|",
+        "| agent | stage | in scope | out of scope | cue rate in | cue rate out | KL/token in | KL/token out | empty in |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in old:
-        lines.append(f"| {name} | one prompted generalist | {cell(log['generalist'][name])} | – | – | – | "
+        lines.append(f"| {name} | one prompted generalist | {cell(log['generalist'][name])} | – | "
+                     f"{cell(log['generalist'][name], 'cue_rate')} | – | – | – | "
                      f"{log['generalist'][name].get('empty', 0):.2f} |")  # fmt: skip
         for number, measured in enumerate(rounds):
             a = measured["agents"][name]
             stage = "round 0 (no adapter)" if number == 0 else f"after reflection {number}"
             lines.append(f"| {name} | {stage} | {cell(a['in_scope'])} | {cell(a['out_of_scope'])} | "
+                         f"{cell(a['in_scope'], 'cue_rate')} | {cell(a['out_of_scope'], 'cue_rate')} | "
                          f"{cell(a['in_scope'], 'kl_per_token')} | {cell(a['out_of_scope'], 'kl_per_token')} | "
                          f"{a['in_scope'].get('empty', 0):.2f} |")  # fmt: skip
     kept = [f"{r['agent']} r{r['round']}: {r['kept']}/{r['turns']}" for rnd in log["reflection"] for r in rnd]

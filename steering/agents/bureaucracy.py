@@ -3,20 +3,21 @@
 The folder holds everything, so a run can stop and go on:
 
     .steering-agents             marks the folder (format, base model); anything else is never touched
-    agents/NAME/agent.json       name, mission, the current adapter (relative path, or none)
+    agents/NAME/agent.json       name, mission, cues, the current adapter (relative path, or none)
     agents/NAME/scope.json       the agent's `Scope`
     agents/NAME/round-K/         the SFT run of reflection round K (its adapter is the agent's next one)
     feedback.db                  episodes and adherence ratings (the feedback layer's SQLite store)
 
 Episodes go into the feedback database one turn per row: the prompt is the exact text the speaker
-continued (the transcript so far plus its cue), the response is the turn with its books (log q, log
+continued (the transcript so far plus its name), the response is the turn with its books (log q, log
 p_base, KL) and `meta` saying which episode, situation, turn and agent it belongs to. So a turn is rated
 like any response: the AI judge rates adherence under the rubric `mission:NAME` (the speaker's mission as
 the principle), and people can rate the same turns in `steer annotate`.
 
-Reflection (`reflect`) retrains each agent on its own turns: the better-rated `keep_fraction` of them
-(adherence-filtered SFT, the 0/1-weighted case of adherence-weighted SFT), starting from its current
-adapter, so that the new adapter is the old one plus this round's update.
+Reflection (`reflect`) retrains each agent on its own turns: the better `keep_fraction` of them —
+those that show one of its cues first (`adherence`), then by rating (adherence-filtered SFT, the
+0/1-weighted case of adherence-weighted SFT) — starting from its current adapter, so that the new
+adapter is the old one plus this round's update.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from steering.agents.adherence import shows_cue
 from steering.agents.episode import Agent, Episode, Turn, covering, run_episodes
 from steering.agents.scope import Predicates, Scope
 from steering.controls.adapter import check_adapter_folder
@@ -150,9 +152,10 @@ class Bureaucracy:
         alpha: float = 0.1,
         predicates: Predicates | None = None,
         adapter: str | Path | None = None,
+        cues: Sequence[str] = (),
     ) -> Agent:
         """A new agent: its scope is fitted now; a given adapter is copied into the folder."""
-        Agent(name, mission)  # checks the name and mission before anything is written
+        cues = Agent(name, mission, cues=tuple(cues)).cues  # checked before anything is written
         home = self.folder / "agents" / name
         if home.exists():
             raise InvalidArgument(
@@ -168,7 +171,8 @@ class Bureaucracy:
             relative = "adapter"
         scope.save(partial / "scope.json")
         atomic_write_text(
-            partial / "agent.json", json.dumps({"name": name, "mission": mission, "adapter": relative}) + "\n"
+            partial / "agent.json",
+            json.dumps({"name": name, "mission": mission, "adapter": relative, "cues": list(cues)}) + "\n",
         )
         partial.replace(home)  # the agent appears whole or not at all
         return self.agent(name)
@@ -186,7 +190,10 @@ class Bureaucracy:
                 f"no agent named {name!r}", received=name, fix=f"use one of: {names}"
             ) from None
         adapter = home / data["adapter"] if data.get("adapter") else None
-        return Agent(data["name"], data["mission"], adapter=adapter, scope=Scope.load(home / "scope.json"))
+        return Agent(
+            data["name"], data["mission"], adapter=adapter, scope=Scope.load(home / "scope.json"),
+            cues=tuple(data.get("cues", ())),
+        )  # fmt: skip
 
     def agents(self) -> list[Agent]:
         root = self.folder / "agents"
@@ -225,11 +232,23 @@ class Bureaucracy:
             max_turns=max_turns, closer=closer, max_new_tokens=max_new_tokens, reply_tokens=reply_tokens,
             seed=seed, progress=progress,
         )  # fmt: skip
-        by_name = {a.name: a for a in roster}
+        self.record(episodes, agents=roster)
+        return episodes
+
+    def record(self, episodes: Sequence[Episode], *, agents: Sequence[Agent] | None = None) -> None:
+        """Put episodes (run here or by `run_episodes`) into the database: one prompt and response per
+        turn, each queued for people to rate on its speaker's rubric; an uncovered situation as such."""
+        by_name = {a.name: a for a in (self.agents() if agents is None else agents)}
+        unknown = sorted({t.agent for e in episodes for t in [*e.turns, e.reply] if t} - set(by_name))
+        if unknown:
+            raise InvalidArgument(
+                "episodes name agents this bureaucracy does not have",
+                received=", ".join(unknown),
+                fix=f"add them first, or record only episodes among {', '.join(by_name) or '(no agents)'}",
+            )
         with self.store() as store:
             for episode in episodes:
                 self._record(store, episode, by_name)
-        return episodes
 
     def _record(self, store: FeedbackStore, episode: Episode, agents: dict[str, Agent]) -> None:
         tag = uuid.uuid4().hex[:12]
@@ -241,7 +260,7 @@ class Bureaucracy:
         if episode.reply is not None:
             turns.append((episode.reply, True))
         for index, (turn, closing) in enumerate(turns):
-            cue = f"Reply to the user, written by {turn.agent}:" if closing else f"{turn.agent}:"
+            opener = f"Reply to the user, written by {turn.agent}:" if closing else f"{turn.agent}:"
             meta = {
                 "episode": tag,
                 "situation": episode.situation,
@@ -250,7 +269,7 @@ class Bureaucracy:
                 "mission": agents[turn.agent].mission,
                 "closing": closing,
             }
-            prompt = store.add_prompt(shown.transcript(agents) + cue, source="episode", meta=meta)
+            prompt = store.add_prompt(shown.transcript(agents) + opener, source="episode", meta=meta)
             adapter = agents[turn.agent].adapter
             response = store.add_response(
                 prompt, turn.text, model=self.model_name, adapter=str(adapter) if adapter else None,
@@ -287,7 +306,9 @@ class Bureaucracy:
         return len(todo)
 
     def adherence(self) -> dict[str, dict[str, Any]]:
-        """Per agent: turns, rated turns and their mean adherence (1–7), from the database (judge and people)."""
+        """Per agent: turns, rated turns and their mean adherence (1–7), from the database (judge and people),
+        and the share of its turns that show one of its cues (None for an agent without cues)."""
+        cues = {a.name: a.cues for a in self.agents()}
         with self.store() as store:
             responses = {r.id: r for r in store.responses() if "agent" in r.meta}
             values: dict[int, list[float]] = {}
@@ -299,8 +320,9 @@ class Bureaucracy:
                     values.setdefault(rating.response_id, []).append(rating.value)
         out: dict[str, dict[str, Any]] = {}
         for rid, response in responses.items():
-            row = out.setdefault(response.meta["agent"], {"turns": 0, "rated": 0, "sum": 0.0})
+            row = out.setdefault(response.meta["agent"], {"turns": 0, "rated": 0, "sum": 0.0, "cued": 0})
             row["turns"] += 1
+            row["cued"] += bool(shows_cue(response.text, cues.get(response.meta["agent"], ())))
             if rid in values:
                 row["rated"] += 1
                 row["sum"] += sum(values[rid]) / len(values[rid])
@@ -309,6 +331,7 @@ class Bureaucracy:
                 "turns": r["turns"],
                 "rated": r["rated"],
                 "adherence": r["sum"] / r["rated"] if r["rated"] else None,
+                "cue_rate": r["cued"] / r["turns"] if cues.get(name) else None,
             }
             for name, r in out.items()
         }
@@ -361,7 +384,9 @@ class Bureaucracy:
                     ReflectionRound(name, 0, sum(r.meta["agent"] == name for r in responses), 0, "", None)
                 )
                 continue
-            rated.sort(key=lambda pair: -pair[0])
+            # Turns that show one of the agent's cues first (code sees what the judge's flat ratings
+            # miss: agents.adherence), then by the judge's rating.
+            rated.sort(key=lambda pair: (not shows_cue(pair[1].text, agent.cues), -pair[0]))
             kept = rated[: max(1, round(len(rated) * keep_fraction))]
             home = self.folder / "agents" / name
             number = 1 + sum(1 for p in home.glob("round-*") if (p / "adapter").is_dir())
@@ -501,7 +526,8 @@ class Bureaucracy:
                     "scope": {"references": len(a.scope.references), "alpha": a.scope.alpha}
                     if a.scope
                     else None,
-                    **adherence.get(a.name, {"turns": 0, "rated": 0, "adherence": None}),
+                    "cues": list(a.cues),
+                    **adherence.get(a.name, {"turns": 0, "rated": 0, "adherence": None, "cue_rate": None}),
                 }
                 for a in self.agents()
             ],

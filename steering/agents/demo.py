@@ -65,7 +65,10 @@ class AgentsOutcome:
                 "reply": [e["reply"] for e in self.episodes],
             },
         )
-        columns = ["agent", "turns", "adherence (1–7)", "reflection: trained on", "adherence after (1–7)"]
+        columns = [
+            "agent", "turns", "adherence (1–7)", "cue rate", "reflection: trained on", "adherence after (1–7)",
+            "cue rate after",
+        ]  # fmt: skip
         ext = self.extension
         extension = (
             f"The newcomer {ext['newcomer']} joined with its own scope and discussed {len(ext['overlap'])} "
@@ -92,10 +95,6 @@ def _shown(episode: Episode) -> dict[str, Any]:
     }
 
 
-def _mean_adherence(office: Bureaucracy) -> dict[str, tuple[int, float | None]]:
-    return {name: (row["rated"], row["adherence"]) for name, row in office.adherence().items()}
-
-
 @dataclass(frozen=True)
 class AgentsSection:
     name: str = "Agents: episodes, reflection, extension"
@@ -116,7 +115,7 @@ class AgentsSection:
         pool, roster = load_situations(), load_roster(self.roster)
         train = [s for s in pool if s.split == "train"]
         for member in roster.agents:
-            office.add(member.name, member.mission, alpha=0.1,
+            office.add(member.name, member.mission, alpha=0.1, cues=member.cues,
                        references=[s.text for s in train if member.name in s.scopes],
                        outsiders=[s.text for s in train if member.name not in s.scopes])  # fmt: skip
         heldout = [s.text for s in pool if s.split == "heldout"]
@@ -142,20 +141,22 @@ class AgentsSection:
 
         episodes = office.episodes(chosen, seed=context.seed, progress=progress, **options)
         office.rate(judge)
-        before = _mean_adherence(office)
+        before = office.adherence()
         rounds = {r.agent: r for r in office.reflect(epochs=size.epochs, seed=context.seed)}
         office.episodes(chosen, seed=context.seed + 1, progress=progress, **options)
         office.rate(judge)
-        after = _adherence_of_new_turns(office, before)
+        after = _since(office.adherence(), before)
         rows: list[list[object]] = []
         for agent in office.agents():
-            count, value = before.get(agent.name, (0, None))
+            was = before.get(agent.name, {})
             done = rounds.get(agent.name)
             trained = f"{done.kept} of {done.turns} turns" if done and done.kept else "— (no rated turns)"
-            rows.append([agent.name, count, value, trained, after.get(agent.name)])
+            now = after.get(agent.name, {})
+            rows.append([agent.name, was.get("turns", 0), was.get("adherence"), was.get("cue_rate"), trained,
+                         now.get("adherence"), now.get("cue_rate")])  # fmt: skip
         coverage_before = statistics.fmean(bool(g) for g in covered)
         newcomer = roster.newcomers[0]
-        office.add(newcomer.name, newcomer.mission, alpha=0.1,
+        office.add(newcomer.name, newcomer.mission, alpha=0.1, cues=newcomer.cues,
                    references=[s.text for s in train if newcomer.name in s.scopes],
                    outsiders=[s.text for s in train if newcomer.name not in s.scopes])  # fmt: skip
         coverage_after = statistics.fmean(
@@ -179,16 +180,17 @@ class AgentsSection:
         )
 
 
-def _adherence_of_new_turns(
-    office: Bureaucracy, before: dict[str, tuple[int, float | None]]
-) -> dict[str, float | None]:
-    """Each agent's mean adherence over the turns rated since `before` (from the running totals)."""
-    out: dict[str, float | None] = {}
-    for name, (count, value) in _mean_adherence(office).items():
-        old_count, old_value = before.get(name, (0, None))
-        new = count - old_count
-        if new <= 0 or value is None:
-            out[name] = None
-            continue
-        out[name] = (value * count - (old_value or 0.0) * old_count) / new
+def _since(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each agent's mean adherence and cue rate over the turns added since `before` (from the running means)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, row in now.items():
+        was = before.get(name, {})
+        mean: dict[str, Any] = {}
+        for key, count in (("adherence", "rated"), ("cue_rate", "turns")):
+            new = row[count] - was.get(count, 0)
+            if new <= 0 or row[key] is None:
+                mean[key] = None
+                continue
+            mean[key] = (row[key] * row[count] - (was.get(key) or 0.0) * was.get(count, 0)) / new
+        out[name] = mean
     return out

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steering.agents.adherence import check_cues
 from steering.agents.scope import Scope
 from steering.controls import Adapter, MixedAdapters
 from steering.decode import generate
@@ -50,8 +51,10 @@ class Agent:
     mission: str
     adapter: Path | None = None
     scope: Scope | None = None
+    cues: tuple[str, ...] = ()  # phrases that show the mission in a turn (`adherence.shows_cue`)
 
     def __post_init__(self) -> None:
+        self.cues = check_cues(self.cues)
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise InvalidArgument(
                 "an agent's name must be letters, digits, '_' or '-'",

@@ -32,6 +32,7 @@ class Situation:
 class Mission:
     name: str
     mission: str
+    cues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,14 @@ def load_roster(path: str | Path | None = None) -> Roster:
                 raise InputFormatError(
                     f"{path}: {key}[{index}] needs a name and a mission", received=repr(row)[:80], fix=fix
                 )
-            out.append(Mission(row["name"], row["mission"]))
+            cues = row.get("cues", [])
+            if not isinstance(cues, list) or not all(isinstance(c, str) and c.strip() for c in cues):
+                raise InputFormatError(
+                    f"{path}: {key}[{index}].cues must be a list of phrases",
+                    received=repr(cues)[:80],
+                    fix='cues = ["see a doctor", "not a diagnosis"]',
+                )
+            out.append(Mission(row["name"], row["mission"], tuple(c.strip() for c in cues)))
         return tuple(out)
 
     roster = Roster(missions("agents"), missions("newcomers"))

@@ -75,7 +75,8 @@ def init(
             if (folder / "agents" / mission.name).exists():
                 continue
             inside, outside = _split(None, mission.name)
-            office.add(mission.name, mission.mission, references=inside, outsiders=outside, alpha=alpha)
+            office.add(mission.name, mission.mission, references=inside, outsiders=outside, alpha=alpha,
+                       cues=mission.cues)  # fmt: skip
             console.print(f"added {mission.name} ({len(inside)} references, α = {alpha})", highlight=False)
     console.print(f"agents folder: {folder}", highlight=False)
 
@@ -99,6 +100,14 @@ def add(
             "judge rates the answers against the mission, it trains on the better half (0: no adapter).",
         ),
     ] = 0,
+    cue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cue",
+            help="A phrase that shows the mission in a turn (repeat the flag for more); the cue rate is "
+            "reported beside the judge's adherence, and reflection trains on cued turns first.",
+        ),
+    ] = None,
     judge: JudgeOption = DEFAULT_JUDGE,
 ) -> None:
     """Add an agent; its scope is calibrated on the situations file's train rows."""
@@ -112,7 +121,9 @@ def add(
         )
     office = Bureaucracy.open(folder)
     inside, outside = _split(situations, name)
-    agent = office.add(name, mission, references=inside, outsiders=outside, alpha=alpha, adapter=adapter)
+    agent = office.add(
+        name, mission, references=inside, outsiders=outside, alpha=alpha, adapter=adapter, cues=cue or ()
+    )
     assert agent.scope is not None
     console.print(
         f"added {name}: {len(inside)} references, {len(outside)} outsiders, threshold {agent.scope.threshold:.3f}",
@@ -270,7 +281,8 @@ def extend(
 
     office = Bureaucracy.open(folder)
     if not (folder / "agents" / name).is_dir():
-        shipped = {m.name: m.mission for m in load_roster().newcomers}
+        newcomers = {m.name: m for m in load_roster().newcomers}
+        shipped = {n: m.mission for n, m in newcomers.items()}
         text = mission or shipped.get(name)
         if text is None:
             raise InvalidArgument(
@@ -279,7 +291,8 @@ def extend(
                 fix=f"pass --mission TEXT, or add it first with steer agents add (shipped newcomers: {', '.join(shipped)})",
             )
         inside, outside = _split(situations, name)
-        office.add(name, text, references=inside, outsiders=outside)
+        cues = newcomers[name].cues if name in newcomers and mission is None else ()
+        office.add(name, text, references=inside, outsiders=outside, cues=cues)
         console.print(f"added {name} ({len(inside)} references)", highlight=False)
     texts = [s.text for s in load_situations(situations) if s.split == "train"]
     with console.status(f"extending with {name}…"):
@@ -310,7 +323,18 @@ def status(
     table = Table(
         title=f"{data['folder']} · {data['model']} · {data['episodes']} episodes, {data['uncovered']} uncovered"
     )
-    for column in ("agent", "mission", "adapter", "references", "α", "turns", "rated", "adherence (1–7)"):
+    columns = (
+        "agent",
+        "mission",
+        "adapter",
+        "references",
+        "α",
+        "turns",
+        "rated",
+        "adherence (1–7)",
+        "cue rate",
+    )
+    for column in columns:
         table.add_column(column)
     for a in data["agents"]:
         scope = a["scope"] or {}
@@ -318,6 +342,7 @@ def status(
             a["name"], a["mission"][:60], a["adapter"] or "–", str(scope.get("references", "–")),
             str(scope.get("alpha", "–")), str(a["turns"]), str(a["rated"]),
             f"{a['adherence']:.2f}" if a["adherence"] is not None else "–",
+            f"{a['cue_rate']:.2f}" if a.get("cue_rate") is not None else "–",
         )  # fmt: skip
     Console().print(table)
 

@@ -20,8 +20,7 @@ def _pool(name: str) -> tuple[list[str], list[str]]:
 
 def test_the_whole_cycle_on_the_tiny_model(tmp_path, tiny):
     folder = tmp_path / "agents"
-    office = Bureaucracy.init(folder, model="tiny-random")
-    office._model = tiny  # the session's copy of the same model
+    office = Bureaucracy.init(folder, model="tiny-random", loaded=tiny)  # the session's copy
     inside, outside = _pool("fact_checker")
     checker = office.add("fact_checker", "I check facts.", references=inside, outsiders=outside)
     inside, outside = _pool("tutor")
@@ -94,8 +93,7 @@ def test_folders_are_checked(tmp_path):
 
 
 def test_a_newcomer_joins_through_overlap_episodes(tmp_path, tiny):
-    office = Bureaucracy.init(tmp_path / "agents", model="tiny-random")
-    office._model = tiny
+    office = Bureaucracy.init(tmp_path / "agents", model="tiny-random", loaded=tiny)
     for name, mission in [
         ("fact_checker", "I check facts."),
         ("health_guide", "I help with health worries."),

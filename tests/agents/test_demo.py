@@ -13,6 +13,7 @@ ROSTER = """
 [[agents]]
 name = "fact_checker"
 mission = "I check facts."
+cues = ["true", "false"]
 [[agents]]
 name = "tutor"
 mission = "I teach."
@@ -40,7 +41,10 @@ def test_agents_section_runs_the_cycle_and_renders(tmp_path):
     names = [row[0] for row in outcome.adherence]
     assert names == ["fact_checker", "safety_officer", "tutor"]
     assert any(isinstance(row[2], float) and 1.0 <= row[2] <= 7.0 for row in outcome.adherence)
-    assert any("turns" in str(row[3]) and row[3] != "— (no rated turns)" for row in outcome.adherence)
+    cue_rates = {row[0]: row[3] for row in outcome.adherence}
+    assert cue_rates["tutor"] is None  # no cues in this roster
+    assert cue_rates["fact_checker"] is None or 0.0 <= cue_rates["fact_checker"] <= 1.0  # None: no turns
+    assert any("turns" in str(row[4]) and row[4] != "— (no rated turns)" for row in outcome.adherence)
     ext = outcome.extension
     assert ext["newcomer"] == "health_guide" and ext["overlap"] and ext["kept"] >= 1
     assert ext["coverage_after"] >= ext["coverage_before"]  # a newcomer only adds coverage

@@ -16,8 +16,7 @@ def _pool(name: str) -> tuple[list[str], list[str]]:
 
 
 def test_a_person_reads_an_episode_and_rates_a_turn(tmp_path, tiny, browser):
-    office = Bureaucracy.init(tmp_path / "agents", model="tiny-random")
-    office._model = tiny  # the session's copy of the same model
+    office = Bureaucracy.init(tmp_path / "agents", model="tiny-random", loaded=tiny)
     office.add(
         "fact_checker", MISSION, references=_pool("fact_checker")[0], outsiders=_pool("fact_checker")[1]
     )
