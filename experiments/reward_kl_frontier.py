@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.controls import Adapter, build_steering_vector
+from steering.eval.probe import load_battery, probe
 from steering.eval.report import xy_chart_svg
 from steering.models import load_model
 from steering.recipes.demo.pools_and_tweaks import NEGATIVE_EXAMPLES, POSITIVE_EXAMPLES, RL_OPENINGS
@@ -122,6 +123,16 @@ def main() -> None:
                 "steps": run["steps"],
             }
         )
+    # What the reward changed outside its prompts: the sentiment battery (people helping each other vs
+    # distrust, cheerful reports of bad news, …) under each RL policy against the base.
+    battery = load_battery("sentiment")
+    model32 = model32 or load_model(args.model, dtype="float32")
+    for run in runs:
+        result = probe(model32, [Adapter(run["adapter"])], battery)
+        full = result.as_dict(top=2)
+        run["probe"] = {
+            k: full[k] for k in ("text_categories", "prompt_categories", "most_raised", "most_lowered")
+        }
     saved = {
         "machine": machine(),
         "args": vars(args) | {"write": str(args.write)},
@@ -188,8 +199,33 @@ def write_markdown(path: Path, saved: dict[str, Any]) -> None:
             f"{last['reward']:.3f}, KL {first['kl']:.2f} → {last['kl']:.2f} nats; generation "
             f"{sum(c['generation_s'] for c in run['curve']):.0f} s, training {sum(c['training_s'] for c in run['curve']):.0f} s."
         )
+    probed = [run for run in saved["runs"] if "probe" in run]
+    if probed:
+        lines += [
+            "",
+            "Probes (the sentiment battery, texts and prompts outside the RL openings; shift = log p_policy − "
+            "log p_base of each text, nats; KL of the policy's continuations of each prompt):",
+            "",
+            "| policy | category | mean shift or KL ± se | n |",
+            "|---|---|---|---|",
+        ]
+        for run in probed:
+            for category, value in run["probe"]["text_categories"].items():
+                shift = value["shift"]
+                lines.append(
+                    f"| RL β={run['beta']:g} | {category} | {shift['mean']:.2f} ± {_se(shift['se'])} | {shift['n']} |"
+                )
+            for category, value in run["probe"]["prompt_categories"].items():
+                kl = value["kl"]
+                lines.append(
+                    f"| RL β={run['beta']:g} | {category} (KL) | {kl['mean']:.2f} ± {_se(kl['se'])} | {kl['n']} |"
+                )
     lines += ["", "Reproduce: `.venv/bin/python experiments/reward_kl_frontier.py --write BENCHMARKS.md`."]
     write_section(path, "reward-kl-frontier", lines)
+
+
+def _se(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _reading(rows: list[dict[str, Any]]) -> list[str]:
