@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,7 +42,25 @@ class Write(StepKind):
         return StepResult({"length": len(before + options.text)}, {"text": "out.txt"})
 
 
-KINDS = {**STEPS, "write": Write}
+@dataclass
+class JoinOptions:
+    sources: list[str] = field(default_factory=list)
+
+
+class Join(StepKind):
+    """A toy kind reading a list of steps (as eval's `policies` and probe's `adapters` do)."""
+
+    name = "join"
+    Options = JoinOptions
+
+    def run(self, context: StepContext, options: Any) -> StepResult:
+        CALLS.append(context.spec.name)
+        text = "".join(context.ref(s).read_text() for s in options.sources if s.startswith("@"))
+        (context.folder / "out.txt").write_text(text)
+        return StepResult({"length": len(text)}, {"text": "out.txt"})
+
+
+KINDS = {**STEPS, "write": Write, "join": Join}
 
 
 def _recipe(tmp_path: Path, body: str) -> Path:
@@ -96,6 +114,22 @@ def test_finished_steps_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_p
     CALLS.clear()
     _run(tmp_path, ["a.text=Z"], from_step="b")
     assert CALLS == ["b", "c"]
+
+
+def test_references_inside_a_list_are_dependencies(tmp_path: Path) -> None:
+    body = TOY + '\n[[steps]]\nname = "d"\nkind = "join"\nsources = ["base", "@b", "@c"]\n'
+    run = lambda overrides=(): run_recipe(  # noqa: E731
+        load_recipe(_recipe(tmp_path, body), overrides, kinds=KINDS), tmp_path / "run", kinds=KINDS
+    )
+    CALLS.clear()
+    run()
+    assert (tmp_path / "run/steps/d/out.txt").read_text() == "ABC"
+    CALLS.clear()
+    run(["c.text=Y"])
+    assert CALLS == ["c", "d"]  # d lists @c: it re-runs when c changes
+    assert (tmp_path / "run/steps/d/out.txt").read_text() == "ABY"
+    with pytest.raises(InvalidArgument, match=r"(?i)refers to @e"):
+        load_recipe(_recipe(tmp_path, body.replace('"@c"]', '"@e"]')), kinds=KINDS)
 
 
 def test_quick_options_change_the_key(tmp_path: Path) -> None:

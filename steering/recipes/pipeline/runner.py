@@ -82,14 +82,17 @@ def step_key(
     recipe: Recipe, kind: type[StepKind], options: Mapping[str, Any], keys: Mapping[str, str]
 ) -> str:
     """The cache key: what the step's output depends on (referenced steps by their own keys)."""
-    resolved = {
-        name: (
-            keys[reference_step(value)] + value[1 + len(reference_step(value)) :]
-            if is_reference(value)
-            else value
-        )
-        for name, value in sorted(options.items())
-    }
+
+    def resolve(value: Any) -> Any:  # "@sft.adapter" → "<sft's key>.adapter", in lists and tables too
+        if is_reference(value):
+            return keys[reference_step(value)] + value[1 + len(reference_step(value)) :]
+        if isinstance(value, list | tuple):
+            return [resolve(item) for item in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    resolved = {name: resolve(value) for name, value in sorted(options.items())}
     payload = {"kind": kind.name, "version": kind.version, "options": resolved}
     payload |= {"model": recipe.model, "seed": recipe.seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -48,7 +48,7 @@ class StepSpec:
 
     def references(self) -> list[str]:
         """The earlier steps this one reads ("@name" or "@name.output" option values)."""
-        return [reference_step(value) for value in self.options.values() if is_reference(value)]
+        return [step for value in self.options.values() for step in references_in(value)]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,18 @@ class Recipe:
 
 def is_reference(value: object) -> bool:
     return isinstance(value, str) and value.startswith("@")
+
+
+def references_in(value: object) -> list[str]:
+    """The steps an option value refers to: itself if "@name…", or any inside a list or table
+    (`policies = ["base", "@sft", "@rl"]`)."""
+    if is_reference(value):
+        return [reference_step(str(value))]
+    if isinstance(value, list | tuple):
+        return [step for item in value for step in references_in(item)]
+    if isinstance(value, dict):
+        return [step for item in value.values() for step in references_in(item)]
+    return []
 
 
 def reference_step(value: str) -> str:
