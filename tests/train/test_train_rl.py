@@ -178,3 +178,21 @@ def test_rl_on_a_trained_reward_model(tmp_path):
             reward=RewardModel(model, scorer.adapter),
             model=model,
         )
+
+
+def test_empty_penalty_stops_rl_from_learning_to_say_nothing(tmp_path):
+    # A learned reward that happens to like empty replies (as the instruct recipe's did): without the
+    # rule-based penalty RL learns to say nothing; with it, empty rollouts become rarer than at the start.
+    def likes_empty(prompts, completions):
+        return [1.0 if not text.strip() else 0.0 for text in completions]
+
+    rates = {}
+    for penalty in (0.0, 3.0):
+        config = _config(tmp_path, out=str(tmp_path / f"run{penalty}"), empty_penalty=penalty)
+        result = train_rl(config, reward=likes_empty, model=load_model("tiny-letters", dtype="float32"))
+        records = [r for r in result.metrics if "empty" in r]
+        rates[penalty] = (records[0]["empty"], sum(r["empty"] for r in records[-3:]) / 3)
+    (start, plain), (_, penalised) = rates[0.0], rates[3.0]
+    assert plain > start and penalised < start and penalised < plain / 2, rates
+    with pytest.raises(InvalidArgument, match=r"(?i)empty_penalty must be a finite number"):
+        _config(tmp_path, empty_penalty=-1.0)
