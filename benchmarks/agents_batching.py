@@ -11,8 +11,8 @@ agents (`steering/agents/data/bureaucracy.toml`) discuss the same situations in 
 - **one after another** — each episode run alone (batch of one), what a prompt-chaining agent
   framework does.
 
-Every agent takes part in every episode (round-robin, `--turns` turns, then the first agent's reply),
-so each turn mixes all three adapters across the batch. The adapters are LoRA of the shape the
+Every agent takes part in every episode (round-robin from a different first speaker in each episode,
+`--turns` turns, then the first speaker's reply), so each turn's rows wear all three adapters. The adapters are LoRA of the shape the
 agents' training writes (rank 16 on every linear layer) with random weights: throughput does not
 depend on what the weights say. tokens/s = generated tokens (EOS included) / wall time, median of
 `--repeats` runs per mode, all in one process, bf16.
@@ -52,20 +52,22 @@ def run_mode(
     model, agents, situations, mode: str, *, turns: int, tokens: int, batch_size: int
 ) -> tuple[int, float]:
     """(generated tokens, seconds) of the episodes in one mode."""
-    everyone = [a.name for a in agents]
+    # Episode i's speaking order starts at agent i mod 3: every turn's rows wear all three adapters.
+    names = [a.name for a in agents]
+    orders = [names[i % len(names) :] + names[: i % len(names)] for i in range(len(situations))]
     options = {"max_turns": turns, "max_new_tokens": tokens, "reply_tokens": tokens, "seed": 0}
     began = time.perf_counter()
     if mode == "one after another":
         episodes = [
             episode
-            for situation in situations
+            for situation, order in zip(situations, orders, strict=True)
             for episode in run_episodes(
-                model, agents, [situation], participants=[everyone], batch_size=1, **options
+                model, agents, [situation], participants=[order], batch_size=1, **options
             )
         ]
     else:
         episodes = run_episodes(
-            model, agents, situations, participants=[everyone] * len(situations),
+            model, agents, situations, participants=orders,
             batch_size=batch_size, mixed=mode == "mixed", **options,
         )  # fmt: skip
     seconds = time.perf_counter() - began
@@ -115,7 +117,7 @@ def main() -> None:
         "",
         f"{machine_line(machine())}. gemma-270m in bf16; {len(agents)} agents, each with its own rank-16 "
         f"all-linear LoRA (random weights: the cost does not depend on them); {len(situations)} held-out "
-        f"situations, every agent in every episode, {args.turns} turns + a reply, ≤ {args.tokens} new tokens "
+        f"situations, every agent in every episode (each turn's rows wear all three adapters), {args.turns} turns + a reply, ≤ {args.tokens} new tokens "
         f"each, batch size {args.batch_size}; median of {args.repeats} runs per mode, in one process.",
         "",
         "| mode | generate calls per turn | tokens | seconds | tokens/s | vs one after another |",

@@ -216,15 +216,20 @@ def _beside_others_quietly() -> Iterator[None]:
     `tests/controls/test_adapter.py` checks each still gives its own numbers) and peft warns that the
     model has several adapters, which is the point here.
     """
-    report = logging.getLogger("transformers.utils.loading_report")
-    level = report.level
-    report.setLevel(logging.ERROR)
+    # The report is logged by the peft integration's logger (transformers 5); the report module's own too.
+    loggers = [
+        logging.getLogger(n) for n in ("transformers.integrations.peft", "transformers.utils.loading_report")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             yield
     finally:
-        report.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @dataclass
