@@ -55,5 +55,5 @@ def test_a_person_reads_an_episode_and_rates_a_turn(tmp_path, tiny, browser):
         assert not errors
         ratings = store.ratings(rubric="mission:tutor")
         assert [r.value for r in ratings] == [6.0]
-    assert office.adherence()["tutor"] == {"turns": 1, "rated": 1, "adherence": 6.0}
+    assert office.adherence()["tutor"] == {"turns": 1, "rated": 1, "adherence": 6.0, "cue_rate": None}
     assert office.adherence()["fact_checker"]["rated"] == 0
