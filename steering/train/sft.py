@@ -44,12 +44,15 @@ class SFTConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.empty_penalty < float("inf"):
-            raise InvalidArgument(
-                "empty_penalty must be a finite number ≥ 0",
-                received=self.empty_penalty,
-                fix="use 0 (plain SFT) or e.g. 1.0",
-            )
+        check_empty_penalty(self.empty_penalty)
+
+
+def check_empty_penalty(value: float) -> None:
+    """The empty-reply unlikelihood weight of SFT's loss (and of the methods that reuse it)."""
+    if not 0 <= value < float("inf"):
+        raise InvalidArgument(
+            "empty_penalty must be a finite number ≥ 0", received=value, fix="use 0 (plain SFT) or e.g. 1.0"
+        )
 
 
 class SFT(Method):

@@ -22,7 +22,7 @@ from steering.models import LanguageModel
 from steering.train.batching import Encoded, encode_demonstrations
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.method import TrainedWeights, refuse_full
-from steering.train.sft import SFT
+from steering.train.sft import SFT, check_empty_penalty
 
 
 @dataclass
@@ -33,9 +33,11 @@ class SoftPromptConfig(TrainConfig):
     learning_rate: float = 1e-2
     length: int = 16
     placeholder: str = "<pad>"
+    empty_penalty: float = 0.0  # SFT's empty-reply unlikelihood (the loss is SFT's)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_empty_penalty(self.empty_penalty)
         if not isinstance(self.length, int) or isinstance(self.length, bool) or self.length < 1:
             raise InvalidArgument(
                 "length (virtual tokens) must be ≥ 1", received=self.length, fix="use e.g. 16"
