@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from random_adapters import random_adapter
 
 from steering.controls import Adapter, MixedAdapters, forward_rows
 from steering.decode import generate
 from steering.errors import InvalidArgument
 from steering.models import load_model
-from steering.train.adapters import add_lora, remove_adapter, save_adapter
 
 PROMPTS = ["Once upon a time", "The cat", "a b c", "Label:"]
-
-
-def _random_adapter(model, path, seed):
-    params = add_lora(model, "made", rank=4, alpha=8, dropout=0.0)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(seed)
-        for param in params:
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
-    save_adapter(model, "made", path)
-    remove_adapter(model, "made")
-    return path
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     model = load_model("tiny-random", dtype="float32")
     folder = tmp_path_factory.mktemp("adapters")
-    first = _random_adapter(model, folder / "first", 0)
-    second = _random_adapter(model, folder / "second", 1)
+    first = random_adapter(model, folder / "first", seed=0, name="made")
+    second = random_adapter(model, folder / "second", seed=1, name="made")
     return model, first, second
 
 

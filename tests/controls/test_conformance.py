@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from random_adapters import random_adapter
 
 import steering.controls as exported
 from steering.condition import Target, contains, smc
@@ -84,19 +85,9 @@ class Case:
 
 
 def _random_adapter(model: LanguageModel, directory: Path, name: str = "adapter", seed: int = 0) -> Path:
-    """A LoRA adapter with random (non-zero) weights, saved and taken out again."""
-    from steering.train.adapters import add_lora, remove_adapter, save_adapter
-
+    """A LoRA adapter with random (non-zero) weights in `directory/name` (made once per directory)."""
     path = directory / name
-    if not path.is_dir():
-        params = add_lora(model, "conformance", rank=4, alpha=8, dropout=0.0)
-        with torch.no_grad():
-            generator = torch.Generator().manual_seed(seed)
-            for param in params:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
-        save_adapter(model, "conformance", path)
-        remove_adapter(model, "conformance")
-    return path
+    return path if path.is_dir() else random_adapter(model, path, seed=seed, name="conformance")
 
 
 def _adapter(model: LanguageModel, directory: Path) -> list[object]:
