@@ -6,8 +6,9 @@ bounded by split conformal calibration) and the example roster and situation poo
 reflection and extension build on these.
 """
 
-from steering.agents.bureaucracy import Bureaucracy, ReflectionRound, mission_principle
+from steering.agents.bureaucracy import Bureaucracy, mission_principle
 from steering.agents.episode import Agent, Episode, Turn, covering, run_episodes
+from steering.agents.reflection import ReflectionRound
 from steering.agents.scope import Predicates, Scope, conformal_threshold, coverage_report
 from steering.agents.situations import Mission, Roster, Situation, load_roster, load_situations
 

@@ -23,6 +23,7 @@ generation and training seconds apart, rollout tokens/s.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,12 +38,13 @@ from steering.decode import Samples, generate
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
 from steering.rewards import NAMED_REWARDS, RewardFn, TokenPotential, check_beta, checked_rewards, load_reward
-from steering.train.batching import Encoded, micro_batches, sequence_logprobs
+from steering.train.batching import Encoded, encode_demonstrations, micro_batches, sequence_logprobs
 from steering.train.data import load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, group_advantages, kl_k1, kl_k3
 from steering.train.method import Method
 from steering.train.reward_model import RewardModel
+from steering.train.sft import check_empty_penalty, demonstrations_backward
 
 
 @dataclass
@@ -63,6 +65,15 @@ class RLConfig(TrainConfig):
     # term beside a learned reward that saw few empty replies and may score them well (RL then learns
     # to say nothing; the instruct recipe measured it). 0: none.
     empty_penalty: float = 0.0
+    # The pretraining mix of InstructGPT's PPO-ptx (Ouyang et al. 2022, eq. 2), here on demonstrations:
+    # each step adds ptx_coef × SFT's loss on `ptx_batch_size` rows of `ptx_data` (a demonstrations
+    # JSONL, e.g. the SFT step's), with SFT's empty-reply unlikelihood at `ptx_empty_penalty`. It holds
+    # on to what SFT taught where the reward model is blind (the instruct recipe: RL alone made greedy
+    # replies to held-out summary requests empty). 0: plain RL.
+    ptx_data: str = ""
+    ptx_coef: float = 0.0
+    ptx_batch_size: int = 8
+    ptx_empty_penalty: float = 0.0
     eval_fraction: float = 0.0
     lora_dropout: float = 0.0  # sampling runs without dropout: train the same function
 
@@ -97,6 +108,27 @@ class RLConfig(TrainConfig):
             raise InvalidArgument(
                 "max_new_tokens must be positive", received=self.max_new_tokens, fix="use 32"
             )
+        if not 0 <= self.ptx_coef < float("inf"):
+            raise InvalidArgument(
+                "ptx_coef must be a finite number ≥ 0", received=self.ptx_coef, fix="use 0 or e.g. 1.0"
+            )
+        if self.ptx_coef and not self.ptx_data:
+            raise InvalidArgument(
+                "ptx_coef mixes SFT's loss on demonstrations into RL, but no ptx_data names them",
+                received=f"ptx_coef={self.ptx_coef}, ptx_data empty",
+                fix="set ptx_data=demos.jsonl (the SFT data), or ptx_coef=0",
+            )
+        if self.ptx_data and not self.ptx_coef:
+            raise InvalidArgument(
+                "ptx_data is set but ptx_coef is 0, so the demonstrations would never be used",
+                received=f"ptx_data={self.ptx_data}",
+                fix="set ptx_coef (e.g. 1.0), or drop ptx_data",
+            )
+        if not isinstance(self.ptx_batch_size, int) or self.ptx_batch_size < 1:
+            raise InvalidArgument(
+                "ptx_batch_size must be a whole number ≥ 1", received=self.ptx_batch_size, fix="use e.g. 8"
+            )
+        check_empty_penalty(self.ptx_empty_penalty)
 
 
 def resolve_reward(spec: str, model: LanguageModel, *, dtype: str = "float32") -> RewardFn:
@@ -158,6 +190,7 @@ class RL(Method):
             )
         self.reward = reward
         self.controls = list(controls)
+        self.demonstrations: list[Encoded] = []  # the ptx mix's rows, shuffled once
 
     def load(self, config: RLConfig) -> list[str]:
         return load_examples(config.data, "prompts")
@@ -181,6 +214,12 @@ class RL(Method):
                     fix="give it a strength (e.g. fixed_tokens(spans, strength=4.0)), or sample it with condition/",
                 )
             self.reward = self.reward.bind(model.tokenizer)
+        if config.ptx_coef and not self.demonstrations:
+            rows = encode_demonstrations(
+                model, load_examples(config.ptx_data, "demonstrations"), config.max_length
+            )
+            random.Random(config.seed).shuffle(rows)
+            self.demonstrations = rows
         return examples
 
     def backward(
@@ -220,8 +259,9 @@ class RL(Method):
             loss = -(advantages[chunk] * logq).sum() / len(samples)
             loss.backward()
             total += float(loss.detach())
+        ptx = self.ptx_backward(model, config, step) if config.ptx_coef else {}
         tokens = sum(len(s.token_ids) for s in samples)
-        return {
+        return ptx | {
             "loss": total,
             "reward": float(rewards.mean()),
             "kl": float(k1.mean()),
@@ -234,6 +274,24 @@ class RL(Method):
             "training_s": time.perf_counter() - started,
             "rollout_tokens_per_s": tokens / generation_s,
         }
+
+    def ptx_backward(self, model: LanguageModel, config: RLConfig, step: int) -> dict[str, Any]:
+        """Add ptx_coef × SFT's loss on this step's demonstrations (the next `ptx_batch_size` of the
+        shuffled set, wrapping round: fixed by the step, so a resumed run trains the same rows)."""
+        rows = self.demonstrations
+        start = step * config.ptx_batch_size
+        chosen = [rows[(start + i) % len(rows)] for i in range(min(config.ptx_batch_size, len(rows)))]
+        record = demonstrations_backward(
+            model,
+            chosen,
+            batch_size=config.micro_batch_size or len(chosen),
+            empty_penalty=config.ptx_empty_penalty,
+            scale=config.ptx_coef,
+        )
+        out = {"ptx_loss": record["loss"]}
+        if "p_empty" in record:
+            out["ptx_p_empty"] = record["p_empty"]
+        return out
 
     def evaluate(self, model: LanguageModel, rows: list[str], config: RLConfig) -> dict[str, Any]:
         return {"eval_loss": 0.0}

@@ -73,25 +73,9 @@ class SFT(Method):
     def backward(
         self, model: LanguageModel, rows: list[Encoded], config: SFTConfig, *, step: int
     ) -> dict[str, Any]:
-        batches = [batch_rows(m, model.pad_token_id) for m in micro_batches(rows, config.batch_size)]
-        trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
-        total_loss, total_empty, p_empty = 0.0, 0.0, 0.0
-        for batch in batches:
-            if not config.empty_penalty:
-                loss = -labelled_logprobs(model, batch).sum() / trained
-            else:
-                logprobs, log_stop, counted = labelled_logprobs_and_stop(model, batch)
-                empty = (unlikelihood(log_stop) * counted).sum() / len(rows)
-                loss = -logprobs.sum() / trained + config.empty_penalty * empty
-                total_empty += float(empty.detach())
-                p_empty += float(log_stop.detach().exp().sum()) / len(rows)
-            loss.backward()
-            total_loss += float(loss.detach())
-        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
-        record = {"loss": total_loss, "tokens": tokens, "trained_tokens": trained}
-        if config.empty_penalty:
-            record |= {"empty_unlikelihood": total_empty, "p_empty": p_empty}
-        return record
+        return demonstrations_backward(
+            model, rows, batch_size=config.batch_size, empty_penalty=config.empty_penalty
+        )
 
     def evaluate(self, model: LanguageModel, rows: list[Encoded], config: SFTConfig) -> dict[str, Any]:
         """The training objective on the eval split (`eval_loss`, what early stopping watches): the
@@ -111,6 +95,37 @@ class SFT(Method):
             "eval_nll": nll,
             "eval_p_empty": p_empty / rows_n,
         }
+
+
+def demonstrations_backward(
+    model: LanguageModel, rows: list[Encoded], *, batch_size: int, empty_penalty: float, scale: float = 1.0
+) -> dict[str, Any]:
+    """Forward and backward of SFT's loss over `rows` (one optimizer step's), times `scale`.
+
+    The loss: the mean NLL per completion token, plus `empty_penalty` × the mean unlikelihood of an
+    empty reply per example. RL's pretraining mix (`RLConfig.ptx_coef`, InstructGPT's PPO-ptx) adds
+    it to the RL loss with `scale = ptx_coef`. Returns loss (unscaled), tokens, trained_tokens and,
+    with a penalty, empty_unlikelihood and p_empty.
+    """
+    batches = [batch_rows(m, model.pad_token_id) for m in micro_batches(rows, batch_size)]
+    trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    total_loss, total_empty, p_empty = 0.0, 0.0, 0.0
+    for batch in batches:
+        if not empty_penalty:
+            loss = -labelled_logprobs(model, batch).sum() / trained
+        else:
+            logprobs, log_stop, counted = labelled_logprobs_and_stop(model, batch)
+            empty = (unlikelihood(log_stop) * counted).sum() / len(rows)
+            loss = -logprobs.sum() / trained + empty_penalty * empty
+            total_empty += float(empty.detach())
+            p_empty += float(log_stop.detach().exp().sum()) / len(rows)
+        (loss * scale).backward()
+        total_loss += float(loss.detach())
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    record = {"loss": total_loss, "tokens": tokens, "trained_tokens": trained}
+    if empty_penalty:
+        record |= {"empty_unlikelihood": total_empty, "p_empty": p_empty}
+    return record
 
 
 def train_sft(

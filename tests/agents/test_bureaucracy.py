@@ -1,29 +1,25 @@
-"""Bureaucracy: the folder, agents with scopes, recorded episodes, adherence ratings, reflection rounds."""
+"""Bureaucracy: the folder, agents with scopes, recorded episodes, adherence ratings, reflection rounds
+(the whole cycle; the extension loop alone is in test_reflection.py)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from agent_cases import random_adapter
+from agent_cases import pool, random_adapter
 
-from steering.agents import Bureaucracy, load_situations
+from steering.agents import Bureaucracy
 from steering.controls import Adapter
 from steering.errors import InvalidArgument
 from steering.feedback.model_judge import ModelJudge
 
 
-def _pool(name: str) -> tuple[list[str], list[str]]:
-    train = [s for s in load_situations() if s.split == "train"]
-    return [s.text for s in train if name in s.scopes], [s.text for s in train if name not in s.scopes]
-
-
 def test_the_whole_cycle_on_the_tiny_model(tmp_path, tiny):
     folder = tmp_path / "agents"
     office = Bureaucracy.init(folder, model="tiny-random", loaded=tiny)  # the session's copy
-    inside, outside = _pool("fact_checker")
+    inside, outside = pool("fact_checker")
     checker = office.add("fact_checker", "I check facts.", references=inside, outsiders=outside)
-    inside, outside = _pool("tutor")
+    inside, outside = pool("tutor")
     tutor = office.add(
         "tutor", "I explain patiently.", references=inside, outsiders=outside,
         adapter=random_adapter(tiny, tmp_path / "given"),
@@ -90,31 +86,3 @@ def test_folders_are_checked(tmp_path):
         office.agent("../new")
     with pytest.raises(InvalidArgument, match=r"(?i)has no agents"):
         office.episodes(["hi"])
-
-
-def test_a_newcomer_joins_through_overlap_episodes(tmp_path, tiny):
-    office = Bureaucracy.init(tmp_path / "agents", model="tiny-random", loaded=tiny)
-    for name, mission in [
-        ("fact_checker", "I check facts."),
-        ("health_guide", "I help with health worries."),
-    ]:
-        inside, outside = _pool(name)
-        office.add(name, mission, references=inside, outsiders=outside)
-    train = [s for s in load_situations() if s.split == "train"]
-    both = [s.text for s in train if s.kind == "health+factual"][:2]  # references of both agents
-    health = [s.text for s in train if s.kind == "health"]
-    checker = office.agent("fact_checker").scope
-    # The newcomer's alone (the fact-checker's scope, conservative as it is, still lets a few in).
-    alone = [t for t, c in zip(health, checker.covers(office.embedder, health), strict=True) if not c][:1]
-    judge = ModelJudge(tiny)
-    result = office.extend(
-        "health_guide", both + alone, judge, max_turns=1, max_new_tokens=4, reply_tokens=4, epochs=1
-    )
-    assert result["overlap"] == both
-    assert [(r.agent, r.round) for r in result["rounds"]] == [("health_guide", 1)]
-    assert office.agent("health_guide").adapter == tmp_path / "agents/agents/health_guide/round-1/adapter"
-    assert office.agent("fact_checker").adapter is None  # the old agent is not retrained
-    with pytest.raises(InvalidArgument, match=r"(?i)no situation is inside both"):
-        office.extend("health_guide", alone, judge)
-    with pytest.raises(InvalidArgument, match=r"(?i)no agent named 'poet'"):
-        office.extend("poet", both, judge)

@@ -196,3 +196,62 @@ def test_empty_penalty_stops_rl_from_learning_to_say_nothing(tmp_path):
     assert plain > start and penalised < start and penalised < plain / 2, rates
     with pytest.raises(InvalidArgument, match=r"(?i)empty_penalty must be a finite number"):
         _config(tmp_path, empty_penalty=-1.0)
+
+
+def _demonstrations(tmp_path: Path) -> Path:
+    path = tmp_path / "demos.jsonl"
+    rows = [{"prompt": PROMPT, "completion": text} for text in ("bab", "abb", "bba", "bbb")]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_ptx_mix_holds_on_to_the_demonstrations(tmp_path):
+    # PPO-ptx: the same reward that likes empty replies, with SFT's loss on non-empty demonstrations
+    # (and its empty-reply unlikelihood) mixed into every step: empty replies stay rarer than plain RL's.
+    def likes_empty(prompts, completions):
+        return [1.0 if not text.strip() else 0.0 for text in completions]
+
+    demos = str(_demonstrations(tmp_path))
+    rates = {}
+    for name, extra in {
+        "plain": {},
+        "ptx": {"ptx_data": demos, "ptx_coef": 1.0, "ptx_batch_size": 3, "ptx_empty_penalty": 3.0},
+    }.items():
+        config = _config(tmp_path, out=str(tmp_path / name), **extra)
+        result = train_rl(config, reward=likes_empty, model=load_model("tiny-letters", dtype="float32"))
+        records = [r for r in result.metrics if "empty" in r]
+        rates[name] = sum(r["empty"] for r in records[-3:]) / 3
+        if name == "ptx":
+            assert all("ptx_loss" in r and "ptx_p_empty" in r for r in records)
+            assert records[-1]["ptx_p_empty"] < records[0]["ptx_p_empty"], records
+    assert rates["ptx"] < rates["plain"] / 2, rates
+
+
+def test_ptx_resumes_exactly(tmp_path):
+    extra = {"ptx_data": str(_demonstrations(tmp_path)), "ptx_coef": 0.5, "ptx_batch_size": 3, "epochs": 2}
+    model = lambda: load_model("tiny-letters", dtype="float32")  # noqa: E731
+    whole = train_rl(_config(tmp_path, out=str(tmp_path / "a"), **extra), reward=a_count, model=model())
+    train_rl(_config(tmp_path, out=str(tmp_path / "b"), **extra), reward=a_count, model=model(), stop_after=2)
+    resumed = train_rl(
+        _config(tmp_path, out=str(tmp_path / "b"), **extra), reward=a_count, model=model(), resume=True
+    )
+    assert [(r["step"], r["loss"], r["ptx_loss"]) for r in resumed.metrics] == [
+        (r["step"], r["loss"], r["ptx_loss"]) for r in whole.metrics
+    ]
+
+
+def test_ptx_bad_input(tmp_path):
+    with pytest.raises(InvalidArgument, match=r"(?i)no ptx_data names them"):
+        _config(tmp_path, ptx_coef=1.0)
+    with pytest.raises(InvalidArgument, match=r"(?i)ptx_coef is 0"):
+        _config(tmp_path, ptx_data="demos.jsonl")
+    with pytest.raises(InvalidArgument, match=r"(?i)ptx_coef must be a finite number"):
+        _config(tmp_path, ptx_coef=float("nan"), ptx_data="demos.jsonl")
+    with pytest.raises(InvalidArgument, match=r"(?i)ptx_batch_size must be a whole number"):
+        _config(tmp_path, ptx_coef=1.0, ptx_data="demos.jsonl", ptx_batch_size=0)
+    with pytest.raises(InputFormatError):
+        train_rl(
+            _config(tmp_path, ptx_coef=1.0, ptx_data=str(tmp_path / "missing.jsonl")),
+            reward=a_count,
+            model=load_model("tiny-letters", dtype="float32"),
+        )

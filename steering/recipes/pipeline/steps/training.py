@@ -4,7 +4,8 @@ The step's options are the method's own config (`steer train METHOD --help` list
 (the step's folder decides it); `model` defaults to the recipe's. Options may name earlier steps:
 `data = "@harvest"` (a JSONL the step made, or a feedback database, whose preferences are exported
 into the run first), `init_adapter = "@sft"` (train on top of that adapter: the reference of DPO and
-RL is then its policy), `reward = "@rm"` (RL with a reward model step's model). A run killed part way
+RL is then its policy), `ptx_data = "@harvest"` (RL's mix of SFT's loss on those demonstrations),
+`reward = "@rm"` (RL with a reward model step's model). A run killed part way
 resumes from its last checkpoint when the recipe runs again.
 """
 
@@ -54,7 +55,7 @@ class TrainStep(StepKind):
         values["model"] = values["model"] or context.recipe.model
         run_dir = context.folder / "run"
         values |= {"out": str(run_dir), "data": self.data(context, options.data, run_dir)}
-        for name in ("init_adapter",):
+        for name in ("init_adapter", "ptx_data"):
             if is_reference(values.get(name)):
                 values[name] = str(context.ref(values[name]))
         if is_reference(values.get("reward")):
