@@ -28,7 +28,7 @@ from steering.cli.progress import LazyProgress
 from steering.cli.run import harvest
 from steering.cli.run import run as run_recipe_command
 from steering.condition.registry import samplers_help
-from steering.errors import SEED_LIMIT, SteeringError
+from steering.errors import SEED_LIMIT, InvalidArgument, SteeringError
 from steering.train.registry import METHODS
 
 if TYPE_CHECKING:
@@ -618,6 +618,7 @@ def report(
 def _train(name: str, args: list[str] | None, resume: bool) -> None:
     """Read the method's config (CONFIG.toml and/or key=value), train with a progress bar, say where it went."""
     from steering.train import TrainingInterrupted, read_config
+    from steering.train.distributed import launch, launched, processes
 
     method = METHODS[name]
     label, train = method.label, method.train
@@ -625,7 +626,22 @@ def _train(name: str, args: list[str] | None, resume: bool) -> None:
     path = items.pop(0) if items and "=" not in items[0] else None
     items, data_options = split_data_options(items)  # data=F.db: feedback filters, not config keys
     config = read_config(method.config, path, items)
+    if config.launcher == "accelerate" and str(config.data).endswith(".db"):
+        raise InvalidArgument(
+            "with launcher=accelerate the data must be a JSONL file: each process would export the "
+            "feedback database on its own",
+            received=config.data,
+            fix=f"export it once (steer feedback export --db {config.data} --to sft --out data.jsonl), "
+            "then set data=data.jsonl",
+        )
+    if config.launcher == "accelerate" and not launched():
+        # N copies of this same command, started by accelerate (train/distributed.py); each one
+        # reads the config again and trains its share; process 0 writes the run and reports.
+        raise SystemExit(launch(sys.argv[1:], config.processes))
     config = feedback_training_data(name, config, data_options, resume=resume)
+    if not processes().main:  # the other training processes work silently
+        train(config, resume=resume)
+        return
     with LazyProgress(console, label, total=None, waiting=f"{label}: loading the model and data…") as bar:
 
         def show(step: int, total: int, record: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from steering.errors import InvalidArgument
 from steering.train.run import REPORT_TO
 
 SEED_LIMIT = 2**32
+LAUNCHERS = ("none", "accelerate")
 
 
 @dataclass
@@ -49,6 +50,11 @@ class TrainConfig:
     # Train on top of this adapter: merged into the weights for the run (the reference of DPO/RL is its
     # policy), the saved adapter is the sum of both (train/stacking.py). "" = start from the base.
     init_adapter: str = ""
+    # Training in several processes (train/distributed.py): `steer train … launcher=accelerate
+    # processes=N` starts N through `accelerate launch`; each step then takes batch_size × grad_accum × N
+    # rows. "none": this process alone (or started by you with accelerate launch / torchrun).
+    launcher: str = "none"
+    processes: int = 1
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -90,6 +96,24 @@ class TrainConfig:
                 "init_adapter (LoRA on top of an adapter) cannot be combined with full=true",
                 received=f"init_adapter={self.init_adapter!r}, full=true",
                 fix="drop one of them",
+            )
+        if self.launcher not in LAUNCHERS:
+            raise InvalidArgument(
+                f"unknown launcher {self.launcher!r} (allowed: {', '.join(LAUNCHERS)})",
+                received=self.launcher,
+                fix="set launcher=accelerate processes=N to train in N processes, or launcher=none",
+            )
+        if self.processes < 1:
+            raise InvalidArgument(
+                "processes must be ≥ 1",
+                received=self.processes,
+                fix="set processes=2 (with launcher=accelerate)",
+            )
+        if self.launcher == "accelerate" and self.processes < 2:
+            raise InvalidArgument(
+                "launcher=accelerate needs processes=N with N ≥ 2 (one process needs no launcher)",
+                received=f"processes={self.processes}",
+                fix="set processes=2, or drop launcher=accelerate",
             )
         if self.report_to not in REPORT_TO:
             raise InvalidArgument(

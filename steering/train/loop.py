@@ -8,7 +8,9 @@ only on (seed, epoch), a checkpoint every `save_every` steps and at the end (wei
 scheduler + RNG states, atomic), exact resume, early stopping on the eval loss with the best weights
 kept, Ctrl-C that ends the step in progress then saves (a second one drops the step; either way the
 resume is exact), and the model handed back as it came (adapter removed). The shared config fields
-are `config.TrainConfig`.
+are `config.TrainConfig`. Launched in several processes (`launcher=accelerate processes=N`), each step
+takes N times the rows, each process its share, gradients summed, process 0 the only writer
+(`distributed.py`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from typing import Any
 
 import torch
 
+from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
 from steering.paths import atomic_dir
 from steering.train.checkpoint import rng_state, set_rng_state
 from steering.train.config import TrainConfig
 from steering.train.data import split
+from steering.train.distributed import Processes, launched, processes
 from steering.train.losses import warmup_cosine
 from steering.train.method import TrainedWeights, TrainingMethod
 from steering.train.run import RunDir
@@ -64,6 +68,7 @@ class Trainer:
 
     config: TrainConfig
     method: TrainingMethod
+    procs: Processes
     weights: TrainedWeights
     model: LanguageModel
     run: RunDir
@@ -87,7 +92,9 @@ class Trainer:
         return self.run.path / ("model" if self.config.full else "adapter")
 
     def write_weights(self, directory: Path) -> None:
-        """The trained weights and the method's extra files, written atomically."""
+        """The trained weights and the method's extra files, written atomically (by process 0 only)."""
+        if not self.procs.main:
+            return
         with atomic_dir(directory) as tmp:
             self.weights.save(self.model, tmp, {"method": self.method.name, "step": self.step})
             self.method.save_extra(tmp)
@@ -140,6 +147,8 @@ class Trainer:
         self.phase = "compute"
         self.optimizer.zero_grad(set_to_none=True)
         record = self.method.backward(self.model, rows, self.config, step=self.step)
+        self.procs.reduce_gradients(self.params)  # the whole step's gradient on every process
+        record = self.procs.reduce_record(record, getattr(self.method, "summed", ("loss", "tokens")))
         record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, 1.0))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.phase = "commit"
@@ -182,22 +191,59 @@ def run_training(
     Nothing is written until the data, the model and the checkpoint to resume from have loaded; a fresh
     run that fails before its first step leaves no directory behind.
     """
-    run = RunDir(config.out, report_to=config.report_to)
+    procs = distributed_processes(config, method)
+    run = RunDir(config.out, report_to=config.report_to, writer=procs.main)
     checkpoint = run.prepare(config, resume=resume)
+    procs.barrier()  # every process has read the folder before process 0 writes to it
     weights = method.weights(config)
     train_examples, eval_examples = split(method.load(config), config.eval_fraction, config.seed)
     model = model or load_model(config.model, dtype=config.dtype)
     if not config.init_adapter:
-        return train_loaded(config, method, weights, model, run, checkpoint, train_examples, eval_examples,
-                            progress=progress, stop_after=stop_after)  # fmt: skip
+        result = train_loaded(config, method, weights, model, run, checkpoint, train_examples,
+                              eval_examples, procs, progress=progress, stop_after=stop_after)  # fmt: skip
+        procs.barrier()  # the adapter is written before any process returns its path
+        return result
     # On top of an adapter: its update is in the weights while the reference is encoded and the new
     # LoRA trains; the final adapter is then the sum of both (train/stacking.py).
     with merged_into_weights(model, config.init_adapter):
         result = train_loaded(config, method, weights, model, run, checkpoint, train_examples,
-                              eval_examples, progress=progress, stop_after=stop_after)  # fmt: skip
-    if result.stopped != "stopped" and result.adapter.is_dir():
+                              eval_examples, procs, progress=progress, stop_after=stop_after)  # fmt: skip
+    if procs.main and result.stopped != "stopped" and result.adapter.is_dir():
         stack_adapters(config.init_adapter, result.adapter)
+    procs.barrier()
     return result
+
+
+def distributed_processes(config: TrainConfig, method: TrainingMethod) -> Processes:
+    """This process's place among the training processes, checked against the config and the method.
+
+    Raises:
+        InvalidArgument: launcher=accelerate outside a launched process (from Python), a launch with
+            another number of processes than `processes`, or a method that does not split its steps.
+    """
+    if not launched():
+        if config.processes > 1:
+            raise InvalidArgument(
+                f"processes={config.processes} needs the processes started: this one runs alone",
+                received=f"launcher={config.launcher} processes={config.processes}, not launched",
+                fix="run `steer train METHOD … launcher=accelerate processes=N` (it starts them), or "
+                "`accelerate launch --multi_gpu --num_processes N -m steering train METHOD …`",
+            )
+        return Processes()
+    procs = processes()
+    if procs.world != config.processes:
+        raise InvalidArgument(
+            f"launched in {procs.world} processes, but the config says processes={config.processes}",
+            received=procs.world,
+            fix=f"set processes={procs.world} (the data per step and the resume check depend on it)",
+        )
+    if procs.world > 1 and not getattr(method, "distributed", False):
+        raise InvalidArgument(
+            f"{method.name} does not split its steps over processes yet",
+            received=f"{method.name} in {procs.world} processes",
+            fix="train it in one process (processes=1); RL scales its rollouts instead (rollout workers)",
+        )
+    return procs
 
 
 def train_loaded(
@@ -209,6 +255,7 @@ def train_loaded(
     checkpoint: Path | None,
     train_examples: list[Any],
     eval_examples: list[Any],
+    procs: Processes,
     *,
     progress: Progress | None,
     stop_after: int | None,
@@ -221,7 +268,7 @@ def train_loaded(
     try:
         params = [*weights.make_parameters(model, config), *method.setup(model, config)]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum))
+        steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum * procs.world))
         total = config.epochs * steps_per_epoch
         if config.max_steps:
             total = min(total, config.max_steps)
@@ -229,7 +276,7 @@ def train_loaded(
             optimizer, lambda s: warmup_cosine(s, warmup=config.warmup_steps, total=total)
         )
         trainer = Trainer(
-            config, method, weights, model, run, params, optimizer, scheduler, total, steps_per_epoch
+            config, method, procs, weights, model, run, params, optimizer, scheduler, total, steps_per_epoch
         )
         if checkpoint is not None:
             trainer.restore(checkpoint)
@@ -315,7 +362,8 @@ def _loop(
     stop_after: int | None,
 ) -> str:
     """Step until the run is done, early-stopped or `stop_after`; returns how it stopped."""
-    config, per_step = trainer.config, trainer.config.batch_size * trainer.config.grad_accum
+    config = trainer.config
+    per_step = config.batch_size * config.grad_accum * trainer.procs.world
     while trainer.step < trainer.total:
         if stop_after is not None and trainer.step >= stop_after:
             trainer.save()

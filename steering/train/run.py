@@ -102,8 +102,10 @@ def read_config(cls: type, path: str | Path | None, overrides: Sequence[str] = (
 class RunDir:
     """The files of one run: `prepare` checks (writing nothing), `begin` writes; see the module docstring."""
 
-    def __init__(self, path: str | Path, *, report_to: str = "none") -> None:
+    def __init__(self, path: str | Path, *, report_to: str = "none", writer: bool = True) -> None:
         self.path = Path(path)
+        # False in every training process but the first (train/distributed.py): it reads, never writes.
+        self.writer = writer
         self.checkpoints = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.jsonl"
         self.tensorboard = TensorBoardLog(self.path / "tensorboard") if report_to == "tensorboard" else None
@@ -162,6 +164,9 @@ class RunDir:
 
         Temporary files and directories of writes that a kill cut short are removed first.
         """
+        if not self.writer:
+            self.begun = True
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         self.remove_leftovers()
         step = _step_of(checkpoint) if checkpoint is not None else 0
@@ -183,11 +188,15 @@ class RunDir:
 
     def set_status(self, status: str, *, step: int, **extra: Any) -> None:
         """RUN/status.json: running, finished, interrupted or failed, and the step (atomic)."""
+        if not self.writer:
+            return
         record = {"status": status, "step": step, **extra}
         atomic_write_text(self.path / RUN_STATUS, json.dumps(_jsonable(record), indent=2) + "\n")
 
     def discard(self) -> None:
         """Remove what `begin` wrote, for a fresh run that failed before its first step; other files stay."""
+        if not self.writer:
+            return
         for name in ("config.json", RUN_STATUS, "metrics.jsonl"):
             (self.path / name).unlink(missing_ok=True)
         for name in ("tensorboard", "adapter", "model", "checkpoints"):
@@ -224,6 +233,8 @@ class RunDir:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append one metrics line (flushed and synced: a crash loses at most the line being written)."""
+        if not self.writer:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         with self.metrics_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(_jsonable(dict(record))) + "\n")
@@ -261,6 +272,8 @@ class RunDir:
         `rng`: the random generators' states to save (default: as they are now).
         """
         target = self.checkpoints / f"step-{step:06d}"
+        if not self.writer:
+            return target
         with atomic_dir(target) as tmp:
             write_adapter(tmp / "adapter")
             trainer = {

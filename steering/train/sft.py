@@ -29,10 +29,13 @@ from steering.train.batching import (
     micro_batches,
 )
 from steering.train.data import load_examples
+from steering.train.distributed import Processes, processes
 from steering.train.full import FullWeights
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, unlikelihood
 from steering.train.method import Method, TrainedWeights
+
+ALONE = Processes()  # one process: every micro-batch of the step
 
 
 @dataclass
@@ -59,6 +62,10 @@ class SFT(Method):
     """The SFT method for the shared loop: mean NLL over every completion token of an optimizer step."""
 
     name = "sft"
+    # Splits a step over training processes (train/distributed.py): the loss is normalised by the whole
+    # step's counts, so these record keys are partial sums, added up over the processes.
+    distributed = True
+    summed = ("loss", "tokens", "empty_unlikelihood", "p_empty")
 
     def weights(self, config: SFTConfig) -> TrainedWeights:
         """A LoRA adapter, or every weight of the model with `full=true`."""
@@ -74,7 +81,7 @@ class SFT(Method):
         self, model: LanguageModel, rows: list[Encoded], config: SFTConfig, *, step: int
     ) -> dict[str, Any]:
         return demonstrations_backward(
-            model, rows, batch_size=config.batch_size, empty_penalty=config.empty_penalty
+            model, rows, batch_size=config.batch_size, empty_penalty=config.empty_penalty, share=processes()
         )
 
     def evaluate(self, model: LanguageModel, rows: list[Encoded], config: SFTConfig) -> dict[str, Any]:
@@ -98,17 +105,26 @@ class SFT(Method):
 
 
 def demonstrations_backward(
-    model: LanguageModel, rows: list[Encoded], *, batch_size: int, empty_penalty: float, scale: float = 1.0
+    model: LanguageModel,
+    rows: list[Encoded],
+    *,
+    batch_size: int,
+    empty_penalty: float,
+    scale: float = 1.0,
+    share: Processes = ALONE,
 ) -> dict[str, Any]:
     """Forward and backward of SFT's loss over `rows` (one optimizer step's), times `scale`.
 
     The loss: the mean NLL per completion token, plus `empty_penalty` × the mean unlikelihood of an
-    empty reply per example. RL's pretraining mix (`RLConfig.ptx_coef`, InstructGPT's PPO-ptx) adds
-    it to the RL loss with `scale = ptx_coef`. Returns loss (unscaled), tokens, trained_tokens and,
-    with a penalty, empty_unlikelihood and p_empty.
+    empty reply per example, both over all of `rows`; this process runs only its `share` of the
+    micro-batches (all of them when alone), so summed over the processes the gradients and the
+    returned loss are the whole step's. RL's pretraining mix (`RLConfig.ptx_coef`, InstructGPT's
+    PPO-ptx) adds it to the RL loss with `scale = ptx_coef`. Returns loss (unscaled), tokens,
+    trained_tokens and, with a penalty, empty_unlikelihood and p_empty.
     """
     batches = [batch_rows(m, model.pad_token_id) for m in micro_batches(rows, batch_size)]
     trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    batches = share.mine(batches)
     total_loss, total_empty, p_empty = 0.0, 0.0, 0.0
     for batch in batches:
         if not empty_penalty:
