@@ -53,6 +53,7 @@ def generate(
     progress: Progress | None = None,
     score_base: bool = True,
     on_sample: OnSample | None = None,
+    prompt_offset: int = 0,
 ) -> Samples:
     """Sample continuations of `prompts` under `controls`, with per-token log q and log p_base.
 
@@ -77,6 +78,9 @@ def generate(
             Ctrl-C (KeyboardInterrupt) the samples already complete are passed to it, in the same
             order, before the interrupt goes on: a caller that writes them loses no finished sample.
             Each call runs with Ctrl-C held back until it returns.
+        prompt_offset: the index of `prompts[0]` in a larger list whose parts are sampled apart
+            (RL's rollout workers): row seeds use the index in that list, so the parts' samples are
+            the samples of the whole list.
 
     Returns:
         `Samples`, prompt-major (prompt 0's n samples first), with the decoder's counts and timings
@@ -88,6 +92,10 @@ def generate(
     """
     _check_model(model)
     seed = check_seed(seed)
+    if isinstance(prompt_offset, bool) or not isinstance(prompt_offset, int) or prompt_offset < 0:
+        raise InvalidArgument(
+            "prompt_offset must be a whole number ≥ 0", received=repr(prompt_offset), fix="use 0"
+        )
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
     budgets = _budgets(max_new_tokens, len(prompt_list))
     _validate(prompt_list, n=n, max_new_tokens=max(budgets, default=1), batch_size=batch_size, stop=stop)
@@ -108,7 +116,7 @@ def generate(
             prompt_index=j,
             sample_index=k,
             context_ids=context_ids[j],
-            generator=torch.Generator().manual_seed(row_seed(seed, j, k)),
+            generator=torch.Generator().manual_seed(row_seed(seed, prompt_offset + j, k)),
             budget=budgets[j],
         )
         for j in range(len(prompt_list))

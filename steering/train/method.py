@@ -23,6 +23,9 @@ the rest the same way for every method. It calls the hooks directly, in this ord
 - `setup(model, config) -> list[Parameter]`: no extra parameters. A reward model adds its scalar head.
 - `save_extra(directory)` / `load_extra(directory)`: nothing more to write or read. A reward model
   writes its head beside the adapter (inside the same atomic write).
+- `distributed` (False) and `summed` (("loss", "tokens")): whether `backward` splits a step over
+  training processes (`distributed.py`: it normalises by the whole step's counts and runs only
+  `processes().mine(...)` of its micro-batches), and which record keys are then partial sums to add up.
 
 So a new method subclasses `Method` and writes the five required hooks; see docs/training.md,
 "Adding a training method".
@@ -142,6 +145,8 @@ class Method:
     """
 
     name: str = "method"
+    distributed: bool = False  # splits its steps over training processes (train/distributed.py)
+    summed: tuple[str, ...] = ("loss", "tokens")  # record keys that are partial sums over processes
 
     def weights(self, config: Any) -> TrainedWeights:
         refuse_full(config, self.name)

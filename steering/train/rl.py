@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +43,7 @@ from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, group_advantages, kl_k1, kl_k3
 from steering.train.method import Method
 from steering.train.reward_model import RewardModel
+from steering.train.rollouts import Policy, RolloutWorkers
 from steering.train.sft import check_empty_penalty, demonstrations_backward
 
 
@@ -74,6 +74,9 @@ class RLConfig(TrainConfig):
     ptx_coef: float = 0.0
     ptx_batch_size: int = 8
     ptx_empty_penalty: float = 0.0
+    # Rollouts on this many Ray actors (train/rollouts.py; the `ray` extra), each holding the base and
+    # the policy's LoRA, the weights sent every step. 0: rollouts in this process.
+    rollout_workers: int = 0
     eval_fraction: float = 0.0
     lora_dropout: float = 0.0  # sampling runs without dropout: train the same function
 
@@ -129,6 +132,12 @@ class RLConfig(TrainConfig):
                 "ptx_batch_size must be a whole number ≥ 1", received=self.ptx_batch_size, fix="use e.g. 8"
             )
         check_empty_penalty(self.ptx_empty_penalty)
+        if self.rollout_workers < 0:
+            raise InvalidArgument(
+                "rollout_workers must be ≥ 0",
+                received=self.rollout_workers,
+                fix="use 0 (in process) or e.g. 2",
+            )
 
 
 def resolve_reward(spec: str, model: LanguageModel, *, dtype: str = "float32") -> RewardFn:
@@ -154,25 +163,6 @@ def resolve_reward(spec: str, model: LanguageModel, *, dtype: str = "float32") -
     return load_callable(spec, "reward")  # type: ignore[return-value]
 
 
-@dataclass
-class _Policy:
-    """A model control: the adapter being trained, on while sampling, off for the base books."""
-
-    name: str
-
-    @contextmanager
-    def attached(self, model: LanguageModel) -> Iterator[None]:
-        model.module.set_adapter(self.name)
-        model.module.enable_adapters()
-        try:
-            yield
-        finally:
-            model.module.disable_adapters()
-
-    def __repr__(self) -> str:
-        return f"policy adapter {self.name!r}"
-
-
 class RL(Method):
     """The KL-regularised RL method for the shared loop (rows are prompts)."""
 
@@ -191,6 +181,13 @@ class RL(Method):
         self.reward = reward
         self.controls = list(controls)
         self.demonstrations: list[Encoded] = []  # the ptx mix's rows, shuffled once
+        self.workers: RolloutWorkers | None = None  # rollout_workers > 0: started at the first step
+
+    def close(self) -> None:
+        """Stop the rollout workers (and the Ray cluster they started), if any."""
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     def load(self, config: RLConfig) -> list[str]:
         return load_examples(config.data, "prompts")
@@ -228,21 +225,22 @@ class RL(Method):
         assert self.reward is not None
         module = model.module
         started = time.perf_counter()
-        module.eval()
-        module.disable_adapters()
-        try:
-            samples = generate(
-                model,
-                rows,
-                controls=[*self.controls, _Policy(self.name)],
-                n=config.samples_per_prompt,
-                max_new_tokens=config.max_new_tokens,
-                seed=config.seed * 1_000_003 + step,
-                batch_size=config.batch_size * config.samples_per_prompt,
-            )
-        finally:
-            module.enable_adapters()
-            module.train()
+        sampling: dict[str, Any] = {
+            "n": config.samples_per_prompt,
+            "max_new_tokens": config.max_new_tokens,
+            "seed": config.seed * 1_000_003 + step,
+            "batch_size": config.batch_size * config.samples_per_prompt,
+        }
+        if config.rollout_workers:
+            samples = self.remote_rollouts(model, rows, config, sampling)
+        else:
+            module.eval()
+            module.disable_adapters()
+            try:
+                samples = generate(model, rows, controls=[*self.controls, Policy(self.name)], **sampling)
+            finally:
+                module.enable_adapters()
+                module.train()
         generation_s = time.perf_counter() - started
         rewards = torch.tensor(_rewards(self.reward, samples), dtype=torch.float32)
         empty = torch.tensor([not s.text.strip() for s in samples], dtype=torch.float32)
@@ -274,6 +272,19 @@ class RL(Method):
             "training_s": time.perf_counter() - started,
             "rollout_tokens_per_s": tokens / generation_s,
         }
+
+    def remote_rollouts(
+        self, model: LanguageModel, rows: list[str], config: RLConfig, sampling: dict[str, Any]
+    ) -> Samples:
+        """The step's rollouts from the Ray workers (started at the first step), in prompt order."""
+        if self.workers is None:
+            lora = {"rank": config.lora_rank, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+                    "target_modules": config.target_modules}  # fmt: skip
+            self.workers = RolloutWorkers(
+                config.rollout_workers, model=config.model, dtype=config.dtype,
+                init_adapter=config.init_adapter, lora=lora, name=self.name,
+            )  # fmt: skip
+        return self.workers.sample(model, self.name, rows, controls=self.controls, **sampling)
 
     def ptx_backward(self, model: LanguageModel, config: RLConfig, step: int) -> dict[str, Any]:
         """Add ptx_coef × SFT's loss on this step's demonstrations (the next `ptx_batch_size` of the
@@ -336,4 +347,9 @@ def train_rl(
     model on the raw prompt, from the decode books.
     """
     method = RL(reward, controls)
-    return run_training(config, method, resume=resume, model=model, progress=progress, stop_after=stop_after)
+    try:
+        return run_training(
+            config, method, resume=resume, model=model, progress=progress, stop_after=stop_after
+        )
+    finally:
+        method.close()
