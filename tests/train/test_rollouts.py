@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from steering.train import RLConfig, train_rl
 from steering.train.adapters import add_lora
 from steering.train.rollouts import Policy, RolloutWorkers, split
 
-pytest.importorskip("ray")  # the `ray` extra; `make test` installs it, so CI runs these
+ray = pytest.importorskip("ray")  # the `ray` extra; `make test` installs it, so CI runs these
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
 PROMPTS = ["ab", "ba", "abc", "b", "ca"]
@@ -59,6 +60,7 @@ def test_two_workers_train_as_one_process(tmp_path):
         assert b[3] == a[3]  # the same tokens sampled
         assert b[:3] == pytest.approx(a[:3], rel=1e-4, abs=1e-6)
     assert alone[1][2] != alone[0][2]  # the policy moved between the steps
+    assert not ray.is_initialized()  # the cluster the run started is stopped at its end
 
 
 def test_a_killed_worker_is_restarted_and_the_call_completes(tmp_path):
@@ -97,3 +99,9 @@ def test_split_and_bad_input(tmp_path):
     assert split(["a"], 3) == [(0, ["a"]), (1, []), (1, [])]
     with pytest.raises(InvalidArgument, match=r"(?i)rollout_workers must be ≥ 0"):
         _config(tmp_path, "x", rollout_workers=-1)
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as when it is not installed
+    with pytest.raises(InvalidArgument, match=r'(?i)needs Ray.*pip install "steering\[ray\]"'):
+        RolloutWorkers(2, model="tiny-letters", dtype="float32", init_adapter="", lora={}, name="rl")
