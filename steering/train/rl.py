@@ -15,7 +15,11 @@ as Bayesian inference"). Each optimizer step:
 3. advantages: leave-one-out baseline within each prompt's group (RLOO; `normalise=true` divides by
    the group's standard deviation, as GRPO);
 4. loss: −mean(A · log q_θ(x)) with log q_θ recomputed with gradients (REINFORCE; one update per
-   batch of rollouts, so no importance ratio is needed).
+   batch of rollouts, so no importance ratio is needed); with `ptx_coef = γ`, plus γ × SFT's loss on
+   a few demonstrations (InstructGPT's PPO-ptx, `ptx_backward`).
+
+With `rollout_workers = K` step 1 runs on K Ray actors (`rollouts.py`): the same rollouts, sampled
+elsewhere; steps 2–4 stay here.
 
 Metrics per step: reward, KL (k1 and k3 estimators, per sequence), the regularised return, loss,
 generation and training seconds apart, rollout tokens/s.
