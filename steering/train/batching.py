@@ -3,21 +3,31 @@
 A prompt and its completion are tokenised separately — the prompt as `generate` encodes it (with
 BOS), the completion as the continuation tokens the decode engine would sample, then EOS — so what
 is trained is exactly what is sampled later. Labels are `losses.IGNORE` where nothing is trained
-(the prompt, padding).
+(the prompt, padding). `demonstrations_backward` is SFT's loss, forward and backward, shared by SFT,
+soft prompts and RL's PPO-ptx mix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from steering.controls.context import Demonstration
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel
-from steering.train.losses import IGNORE, first_stop_logprob, kept_token_logprobs, trained_positions
+from steering.train.distributed import Processes
+from steering.train.losses import (
+    IGNORE,
+    first_stop_logprob,
+    kept_token_logprobs,
+    trained_positions,
+    unlikelihood,
+)
+
+ALONE = Processes()  # one process: every micro-batch of the step
 
 Item = TypeVar("Item")
 
@@ -105,3 +115,51 @@ def labelled_logprobs_and_stop(
 def sequence_logprobs(model: LanguageModel, rows: Sequence[Encoded]) -> torch.Tensor:
     """(N,) the summed log-probability of each row's labelled tokens (one padded batch)."""
     return labelled_logprobs(model, batch_rows(rows, model.pad_token_id)).sum(-1)
+
+
+def check_empty_penalty(value: float) -> None:
+    """The empty-reply unlikelihood weight of SFT's loss (and of the methods that reuse it)."""
+    if not 0 <= value < float("inf"):
+        raise InvalidArgument(
+            "empty_penalty must be a finite number ≥ 0", received=value, fix="use 0 (plain SFT) or e.g. 1.0"
+        )
+
+
+def demonstrations_backward(
+    model: LanguageModel,
+    rows: list[Encoded],
+    *,
+    batch_size: int,
+    empty_penalty: float,
+    scale: float = 1.0,
+    share: Processes = ALONE,
+) -> dict[str, Any]:
+    """Forward and backward of SFT's loss over `rows` (one optimizer step's), times `scale`.
+
+    The loss: the mean NLL per completion token, plus `empty_penalty` × the mean unlikelihood of an
+    empty reply per example, both over all of `rows`; this process runs only its `share` of the
+    micro-batches (all of them when alone), so summed over the processes the gradients and the
+    returned loss are the whole step's. RL's pretraining mix (`RLConfig.ptx_coef`, InstructGPT's
+    PPO-ptx) adds it to the RL loss with `scale = ptx_coef`. Returns loss (unscaled), tokens,
+    trained_tokens and, with a penalty, empty_unlikelihood and p_empty.
+    """
+    batches = [batch_rows(m, model.pad_token_id) for m in micro_batches(rows, batch_size)]
+    trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    batches = share.mine(batches)
+    total_loss, total_empty, p_empty = 0.0, 0.0, 0.0
+    for batch in batches:
+        if not empty_penalty:
+            loss = -labelled_logprobs(model, batch).sum() / trained
+        else:
+            logprobs, log_stop, counted = labelled_logprobs_and_stop(model, batch)
+            empty = (unlikelihood(log_stop) * counted).sum() / len(rows)
+            loss = -logprobs.sum() / trained + empty_penalty * empty
+            total_empty += float(empty.detach())
+            p_empty += float(log_stop.detach().exp().sum()) / len(rows)
+        (loss * scale).backward()
+        total_loss += float(loss.detach())
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    record = {"loss": total_loss, "tokens": tokens, "trained_tokens": trained}
+    if empty_penalty:
+        record |= {"empty_unlikelihood": total_empty, "p_empty": p_empty}
+    return record

@@ -148,7 +148,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         record = self.method.backward(self.model, rows, self.config, step=self.step)
         self.procs.reduce_gradients(self.params)  # the whole step's gradient on every process
-        record = self.procs.reduce_record(record, getattr(self.method, "summed", ("loss", "tokens")))
+        record = self.procs.reduce_record(record, self.method.summed)
         record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, 1.0))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.phase = "commit"
@@ -237,7 +237,7 @@ def distributed_processes(config: TrainConfig, method: TrainingMethod) -> Proces
             received=procs.world,
             fix=f"set processes={procs.world} (the data per step and the resume check depend on it)",
         )
-    if procs.world > 1 and not getattr(method, "distributed", False):
+    if procs.world > 1 and not method.distributed:
         raise InvalidArgument(
             f"{method.name} does not split its steps over processes yet",
             received=f"{method.name} in {procs.world} processes",

@@ -102,6 +102,9 @@ class MethodHooks(Protocol):
 class OptionalHooks(Protocol):
     """The hooks a method may override; `Method` gives each its default."""
 
+    distributed: bool  # splits its steps over training processes (default False)
+    summed: tuple[str, ...]  # record keys that are partial sums over the processes
+
     def weights(self, config: Any) -> TrainedWeights:
         """What is trained; default: a LoRA adapter named after the method."""
         ...

@@ -41,14 +41,20 @@ from steering.decode import Samples, generate
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
 from steering.rewards import NAMED_REWARDS, RewardFn, TokenPotential, check_beta, checked_rewards, load_reward
-from steering.train.batching import Encoded, encode_demonstrations, micro_batches, sequence_logprobs
+from steering.train.batching import (
+    Encoded,
+    check_empty_penalty,
+    demonstrations_backward,
+    encode_demonstrations,
+    micro_batches,
+    sequence_logprobs,
+)
 from steering.train.data import load_examples
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, group_advantages, kl_k1, kl_k3
 from steering.train.method import Method
 from steering.train.reward_model import RewardModel
 from steering.train.rollouts import Policy, RolloutWorkers
-from steering.train.sft import check_empty_penalty, demonstrations_backward
 
 
 @dataclass

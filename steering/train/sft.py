@@ -18,24 +18,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from steering.controls.context import Demonstration
-from steering.errors import InvalidArgument
 from steering.models import LanguageModel
 from steering.train.batching import (
     Encoded,
     batch_rows,
+    check_empty_penalty,
+    demonstrations_backward,
     encode_demonstrations,
-    labelled_logprobs,
     labelled_logprobs_and_stop,
     micro_batches,
 )
 from steering.train.data import load_examples
-from steering.train.distributed import Processes, processes
+from steering.train.distributed import processes
 from steering.train.full import FullWeights
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.losses import IGNORE, unlikelihood
 from steering.train.method import Method, TrainedWeights
-
-ALONE = Processes()  # one process: every micro-batch of the step
 
 
 @dataclass
@@ -50,14 +48,6 @@ class SFTConfig(TrainConfig):
         check_empty_penalty(self.empty_penalty)
 
 
-def check_empty_penalty(value: float) -> None:
-    """The empty-reply unlikelihood weight of SFT's loss (and of the methods that reuse it)."""
-    if not 0 <= value < float("inf"):
-        raise InvalidArgument(
-            "empty_penalty must be a finite number ≥ 0", received=value, fix="use 0 (plain SFT) or e.g. 1.0"
-        )
-
-
 class SFT(Method):
     """The SFT method for the shared loop: mean NLL over every completion token of an optimizer step."""
 
@@ -65,7 +55,7 @@ class SFT(Method):
     # Splits a step over training processes (train/distributed.py): the loss is normalised by the whole
     # step's counts, so these record keys are partial sums, added up over the processes.
     distributed = True
-    summed = ("loss", "tokens", "empty_unlikelihood", "p_empty")
+    summed: tuple[str, ...] = ("loss", "tokens", "empty_unlikelihood", "p_empty")
 
     def weights(self, config: SFTConfig) -> TrainedWeights:
         """A LoRA adapter, or every weight of the model with `full=true`."""
@@ -102,46 +92,6 @@ class SFT(Method):
             "eval_nll": nll,
             "eval_p_empty": p_empty / rows_n,
         }
-
-
-def demonstrations_backward(
-    model: LanguageModel,
-    rows: list[Encoded],
-    *,
-    batch_size: int,
-    empty_penalty: float,
-    scale: float = 1.0,
-    share: Processes = ALONE,
-) -> dict[str, Any]:
-    """Forward and backward of SFT's loss over `rows` (one optimizer step's), times `scale`.
-
-    The loss: the mean NLL per completion token, plus `empty_penalty` × the mean unlikelihood of an
-    empty reply per example, both over all of `rows`; this process runs only its `share` of the
-    micro-batches (all of them when alone), so summed over the processes the gradients and the
-    returned loss are the whole step's. RL's pretraining mix (`RLConfig.ptx_coef`, InstructGPT's
-    PPO-ptx) adds it to the RL loss with `scale = ptx_coef`. Returns loss (unscaled), tokens,
-    trained_tokens and, with a penalty, empty_unlikelihood and p_empty.
-    """
-    batches = [batch_rows(m, model.pad_token_id) for m in micro_batches(rows, batch_size)]
-    trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
-    batches = share.mine(batches)
-    total_loss, total_empty, p_empty = 0.0, 0.0, 0.0
-    for batch in batches:
-        if not empty_penalty:
-            loss = -labelled_logprobs(model, batch).sum() / trained
-        else:
-            logprobs, log_stop, counted = labelled_logprobs_and_stop(model, batch)
-            empty = (unlikelihood(log_stop) * counted).sum() / len(rows)
-            loss = -logprobs.sum() / trained + empty_penalty * empty
-            total_empty += float(empty.detach())
-            p_empty += float(log_stop.detach().exp().sum()) / len(rows)
-        (loss * scale).backward()
-        total_loss += float(loss.detach())
-    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
-    record = {"loss": total_loss, "tokens": tokens, "trained_tokens": trained}
-    if empty_penalty:
-        record |= {"empty_unlikelihood": total_empty, "p_empty": p_empty}
-    return record
 
 
 def train_sft(

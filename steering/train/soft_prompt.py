@@ -19,10 +19,10 @@ from steering.controls.context import Demonstration
 from steering.controls.soft_prompt import SoftPrompt
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel
-from steering.train.batching import Encoded, encode_demonstrations
+from steering.train.batching import Encoded, check_empty_penalty, encode_demonstrations
 from steering.train.loop import Progress, TrainConfig, TrainResult, run_training
 from steering.train.method import TrainedWeights, refuse_full
-from steering.train.sft import SFT, check_empty_penalty
+from steering.train.sft import SFT
 
 
 @dataclass
