@@ -141,7 +141,7 @@ def bootstrap(
     """An adapter from the mission alone, as the instruct recipe harvests its demonstrations: the
     agent (prompt only, or on its current adapter) answers the situations of its own scope's
     references alone, the judge rates each answer against the mission, and the agent is fine-tuned on
-    the better-rated `keep_fraction` (bureau-generated demonstrations filtered by a mission-adherence
+    the better-rated `keep_fraction` (self-generated demonstrations filtered by a mission-adherence
     judge). `limit`: at most this many reference situations (0: all)."""
     agent = bureau.agent(name)
     if agent.scope is None or not agent.scope.references:

@@ -119,10 +119,12 @@ def launch(args: Sequence[str], count: int) -> int:
     with subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True) as launcher:
         assert launcher.stderr is not None
         for line in launcher.stderr:  # passed on as they come, less the launcher's own
-            if _launcher_noise(line) or line in errors:
-                continue
             if line.startswith("error:"):  # every process reports the same bad input: say it once
+                if line in errors:
+                    continue
                 errors.add(line)
+            elif _launcher_noise(line):
+                continue
             print(line, end="", file=sys.stderr, flush=True)
     if launcher.returncode and errors:
         return 2  # the processes' own exit code for bad input (the launcher says 1)
