@@ -5,7 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 LLAMPPL := .venv-llamppl/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# llama.cpp for this machine's CPU (GGML_NATIVE) without AMX (see the install step): GCC lets an
+# explicit -mno-amx-* win over what -march=native turns on. Tools and examples are not built.
+LLAMACPP_CMAKE := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+	-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' -DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -31,6 +36,11 @@ $(STAMP): pyproject.toml
 	# The optional xgrammar backend and outlines-core (benchmark) with --no-deps, so that nothing can
 	# replace torch (xgrammar's other requirements are here already; triton is for its CUDA kernel).
 	$(PIP) install --quiet --no-deps outlines-core==0.2.14 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
+	# The llama.cpp backend: llama-cpp-python has no Linux wheel on PyPI, so it builds from its sdist
+	# (about 3 minutes on 2 cores without its tools and examples). AMX is off: llama.cpp's AMX matmul
+	# segfaults on Q4_K models on Sapphire Rapids CPUs (ggml-org/llama.cpp#20824; seen here).
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMACPP_CMAKE)" \
+		$(PIP) install --quiet --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==0.3.36" "diskcache>=5.6"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

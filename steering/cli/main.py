@@ -95,6 +95,13 @@ def generate(
     min_p: Annotated[float | None, typer.Option("--min-p")] = None,
     seed: Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1)] = 0,
     dtype: Annotated[str, typer.Option(help="bfloat16 | float32")] = "bfloat16",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch (every control) | llamacpp (the GGUF run by llama.cpp: logit controls, pools "
+            "and grammars with exact books; faster decoding; --dtype does not apply)."
+        ),
+    ] = "torch",
     choices: Annotated[
         str | None,
         typer.Option(help='Comma-separated labels; the output is exactly one ("positive,negative").'),
@@ -212,7 +219,7 @@ def generate(
     )
     controls += sampling_controls(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with console.status(f"loading {model}…"):
-        lm = load_model(model, dtype=dtype)
+        lm = load_model(model, dtype=dtype, backend=backend)
     # --json lines are written as samples finish (prompt-major order), so Ctrl-C keeps the finished ones.
     stream = JsonlStream(sys.stdout) if as_json and not exact else None
     finished: list[Sample] = []

@@ -129,6 +129,8 @@ def _worst_case_calls(target: Target, particles: int, suffix: str | None) -> int
 
 
 def _check_memory(target: Target, particles: int) -> None:
+    if target.model.backend != "torch":
+        return  # llama.cpp's context is sized when it loads; its forward_step refuses rows it cannot hold
     config = target.model.module.config
     layers = int(getattr(config, "num_hidden_layers", 1))
     heads = int(getattr(config, "num_key_value_heads", getattr(config, "num_attention_heads", 1)))

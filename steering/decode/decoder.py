@@ -92,9 +92,7 @@ class BatchDecoder:
         positions = (mask.cumsum(-1) - 1).clamp(min=0).to(model.device)
         ids, mask = ids.to(model.device), mask.to(model.device)
         with forward_rows([r.prompt_index for r in rows]):
-            out = model.module(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-            )
+            logits, cache = model.forward_step(ids, mask, positions)
         self.stats.prefill_forwards += 1
         self.stats.prefilled_rows += len(rows)
         self.stats.prefill_s += time.perf_counter() - began
@@ -102,8 +100,8 @@ class BatchDecoder:
             "width": width,
             "sequences": ids,
             "mask": mask,
-            "cache": out.past_key_values,
-            "logits": out.logits[:, -1, :],
+            "cache": cache,
+            "logits": logits,
             "next_position": positions[:, -1:] + 1,
         }
 
@@ -186,16 +184,7 @@ class BatchDecoder:
         self.sequences = torch.cat([self.sequences, feed], dim=-1)
         self.mask = torch.cat([self.mask, torch.ones_like(feed)], dim=-1)
         with forward_rows([r.prompt_index for r in self.rows]):
-            out = model.module(
-                input_ids=feed,
-                attention_mask=self.mask,
-                position_ids=self.next_position,
-                past_key_values=self.cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-        self.cache = out.past_key_values
-        self.logits = out.logits[:, -1, :]
+            self.logits, self.cache = model.forward_step(feed, self.mask, self.next_position, self.cache)
         self.next_position = self.next_position + 1
         self.last_tokens = feed
         self.stats.step_forwards += 1

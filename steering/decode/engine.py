@@ -100,6 +100,7 @@ def generate(
     budgets = _budgets(max_new_tokens, len(prompt_list))
     _validate(prompt_list, n=n, max_new_tokens=max(budgets, default=1), batch_size=batch_size, stop=stop)
     context_controls, logit_controls, model_controls = split_controls(controls)
+    _check_backend(model, model_controls)
     stops = tuple(dict.fromkeys([*stop, *(s for c in context_controls for s in c.stop)]))
     contexts = [_render(p, context_controls, model) for p in prompt_list]
     context_ids = [model.encode(c) for c in contexts]
@@ -203,6 +204,19 @@ def _check_model(model: object) -> None:
         "generate takes a model from load_model",
         received=type(model).__name__,
         fix='pass load_model("gemma-270m") (or another name from `steer models`)',
+    )
+
+
+def _check_backend(model: LanguageModel, model_controls: Sequence[object]) -> None:
+    """Model controls change weights or hidden states: only the torch backend has them to change."""
+    if model.backend == "torch" or not model_controls:
+        return
+    shown = ", ".join(describe(c) for c in model_controls)
+    raise InvalidArgument(
+        f"{shown} changes the model's weights or hidden states, which the {model.backend} backend "
+        "does not expose; it needs the torch backend",
+        received=f"{model.name} loaded with backend={model.backend!r}",
+        fix=f"load_model({model.name!r}) (the torch backend; --backend torch), or drop the model control",
     )
 
 

@@ -1,14 +1,17 @@
 """`LanguageModel`: a thin, narrow handle on a causal LM and its tokenizer.
 
-Kept narrow on purpose (encode, decode, forward steps, teacher-forced log-probabilities) so that
-another backend (llama.cpp, vLLM) can sit behind the same interface later.
+Kept narrow on purpose (encode, decode, `forward_step`, teacher-forced log-probabilities) so that
+another backend sits behind the same interface: `steering.models.llamacpp.LlamaCppModel` runs a GGUF
+through llama.cpp and overrides `forward_step`, `score_pairs` and `vocab_size`; its `module` is a
+stand-in that refuses, naming the torch backend, whatever needs the weights themselves (adapters,
+steering vectors, PPLM, training).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -46,6 +49,8 @@ class LanguageModel:
     context_length: int
     add_bos: bool = True
 
+    backend: ClassVar[str] = "torch"
+
     @property
     def vocab_size(self) -> int:
         """Number of rows of the output layer (may exceed the tokenizer's size)."""
@@ -70,6 +75,37 @@ class LanguageModel:
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated token ids, special tokens dropped."""
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    @torch.no_grad()
+    def forward_step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any = None,
+    ) -> tuple[torch.Tensor, Any]:
+        """One forward of the decode loop: a left-padded prefill (`cache` None) or new tokens after `cache`.
+
+        Args:
+            input_ids: (B, W) token ids (a prefill's rows are left-padded; a step's are W new tokens).
+            attention_mask: (B, L) 1 for real tokens over every position, cached ones included.
+            position_ids: (B, W) the positions of `input_ids`.
+            cache: the cache a previous call returned, or None to start.
+
+        Returns:
+            (the logits at each row's last position, (B, V); the cache holding the rows so far). The
+            cache is the backend's own (a Hugging Face `DynamicCache` here); the decoder only passes it
+            back, re-orders its rows (`reorder_cache`) and splices it where `can_splice` says it can.
+        """
+        out = self.module(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :], out.past_key_values
 
     def logprobs(
         self,
@@ -120,6 +156,10 @@ class LanguageModel:
                     received=f"{len(prompt_ids) + len(cont_ids)} tokens",
                     fix="shorten the prompt or the continuation",
                 )
+        return self.score_pairs(pairs, padding_side=padding_side)
+
+    def score_pairs(self, pairs: list[tuple[TokenIds, TokenIds]], *, padding_side: str) -> list[torch.Tensor]:
+        """`logprobs` on checked (prompt ids, continuation ids) pairs: the part a backend writes."""
         results: list[torch.Tensor | None] = [None] * len(pairs)
         for batch in _micro_batches(pairs, self.vocab_size, whole_rows=padding_side == "right"):
             scored = self._score_batch([pairs[i] for i in batch], padding_side)

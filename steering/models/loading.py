@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ force_offline()
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# torch: transformers on the dequantised weights (every control, training). llamacpp: the GGUF itself
+# through llama-cpp-python (logit controls, pools, grammars, books; `steering.models.llamacpp`).
+BACKENDS = ("torch", "llamacpp")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -60,6 +64,7 @@ def load_model(
     dtype: str | torch.dtype = "bfloat16",
     device: str = "cpu",
     home: Path | None = None,
+    backend: str = "torch",
 ) -> LanguageModel:
     """Load a model for steering.
 
@@ -69,6 +74,10 @@ def load_model(
         dtype: compute dtype ("bfloat16" by default: fastest on CPU; log-probabilities are float32).
         device: torch device string.
         home: cache root; defaults to `STEERING_HOME` or `~/.cache/steering`.
+        backend: "torch" (default: transformers on the dequantised weights; every control and
+            training) or "llamacpp" (the GGUF file run by llama.cpp: faster decoding, logit controls,
+            pools and grammars with exact books; `dtype` and `device` do not apply; needs the
+            `llamacpp` extra). See `steering.models.llamacpp`.
 
     The first load of a GGUF converts it to a cached safetensors copy (tens of seconds); later loads
     read the cache (seconds). A partial or corrupt cache is rebuilt.
@@ -87,8 +96,18 @@ def load_model(
             "file or a Hugging Face model directory",
         )
     force_offline()
+    if backend not in BACKENDS:
+        raise InvalidArgument(
+            "unknown backend." + (did_you_mean(backend, BACKENDS) if isinstance(backend, str) else ""),
+            received=repr(backend),
+            fix="use backend='torch' (default) or backend='llamacpp'",
+        )
     torch_dtype = resolve_dtype(dtype)
     home = home or steering_home()
+    if backend == "llamacpp":
+        from steering.models.llamacpp import load_llamacpp
+
+        return load_llamacpp(name_or_path, home=home)
     if name_or_path in ("tiny-random", "tiny-letters"):
         tiny_module, tokenizer = tiny_random_model(dtype=torch_dtype, letters=name_or_path == "tiny-letters")
         module: Any = tiny_module
@@ -193,8 +212,34 @@ def _wrap(module: Any, tokenizer: Any, *, name: str) -> LanguageModel:
         # torch then runs a batched matmul that copies the whole (vocab × hidden) weight per row —
         # seconds per prefill with a 262k vocabulary. A contiguous input takes the plain matmul path.
         head.register_forward_pre_hook(contiguous_head_input)
-    config = module.config
-    generation = getattr(module, "generation_config", None)
+    tokens = special_tokens(tokenizer, module.config, getattr(module, "generation_config", None), name=name)
+    param = next(module.parameters())
+    return LanguageModel(
+        module=module,
+        tokenizer=tokenizer,
+        name=name,
+        device=param.device,
+        dtype=param.dtype,
+        eos_token_ids=tokens.eos_token_ids,
+        pad_token_id=tokens.pad_token_id,
+        context_length=tokens.context_length,
+        add_bos=tokens.add_bos,
+    )
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """What a `LanguageModel` needs besides its weights, read from the tokenizer and the configs."""
+
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
+    add_bos: bool
+    context_length: int
+
+
+def special_tokens(tokenizer: Any, config: Any, generation: Any, *, name: str) -> SpecialTokens:
+    """End-of-text ids (the generation config's, then the model config's, plus the tokenizer's), the
+    padding id, whether prompts start with BOS, and the context window: the same for every backend."""
     eos = getattr(generation, "eos_token_id", None) or config.eos_token_id or tokenizer.eos_token_id
     eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -205,18 +250,18 @@ def _wrap(module: Any, tokenizer: Any, *, name: str) -> LanguageModel:
     # Some tokenizers (byte-level ones built in code) do not add BOS themselves but the model expects it.
     adds_bos = adds_bos or name in ("tiny-random", "tiny-letters")
     context = int(getattr(config, "max_position_embeddings", 2048))
-    param = next(module.parameters())
-    return LanguageModel(
-        module=module,
-        tokenizer=tokenizer,
-        name=name,
-        device=param.device,
-        dtype=param.dtype,
-        eos_token_ids=eos_ids,
-        pad_token_id=int(pad),
-        context_length=context,
-        add_bos=adds_bos,
+    return SpecialTokens(
+        eos_token_ids=eos_ids, pad_token_id=int(pad), add_bos=adds_bos, context_length=context
     )
+
+
+def converted_folder(name_or_path: str, home: Path | None = None) -> Path:
+    """The cached Hugging Face copy (config, tokenizer, weights) of a registry model or a .gguf file,
+    converted on first use; another backend reads its tokenizer and configs from it."""
+    home = home or steering_home()
+    if name_or_path in REGISTRY and REGISTRY[name_or_path].locate is not None:
+        return _cached_registry_model(REGISTRY[name_or_path], home)
+    return _cached_gguf_file(Path(name_or_path).expanduser(), home)
 
 
 def cached_models(home: Path | None = None) -> dict[str, Path | None]:
@@ -229,4 +274,14 @@ def cached_models(home: Path | None = None) -> dict[str, Path | None]:
     return result
 
 
-__all__ = ["DTYPES", "ModelLoadError", "cached_models", "load_model", "resolve_dtype"]
+__all__ = [
+    "BACKENDS",
+    "DTYPES",
+    "ModelLoadError",
+    "SpecialTokens",
+    "cached_models",
+    "converted_folder",
+    "load_model",
+    "resolve_dtype",
+    "special_tokens",
+]
