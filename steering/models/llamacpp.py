@@ -132,9 +132,9 @@ class Runtime:
         params.n_threads_batch = threads
         params.kv_unified = True  # one pool of cells for every row: a row may use what another does not
         params.no_perf = True
-        params.flash_attn_type = (
-            0  # off: with it, a token's logits depend more on how many tokens one call holds
-        )
+        # Flash attention off (as llama-cpp-python's Llama has it by default): with it on, a token's
+        # logits moved more with the number of tokens one call holds (measured here).
+        params.flash_attn_type = 0
         context = lc.llama_init_from_model(model, params)
         if not context:
             lc.llama_model_free(model)
@@ -152,9 +152,8 @@ class Runtime:
         self._finalizer = weakref.finalize(self, _free, lc, self.batch, context, model)
 
     def clear(self) -> None:
-        self.lc.llama_memory_clear(
-            self.memory, False
-        )  # forget every cell (their bytes are overwritten later)
+        """Forget every sequence (the cells' bytes are not zeroed: they are overwritten when reused)."""
+        self.lc.llama_memory_clear(self.memory, False)
 
     def remove(self, seq: int) -> None:
         self.lc.llama_memory_seq_rm(self.memory, seq, -1, -1)
