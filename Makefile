@@ -65,6 +65,7 @@ bench: install $(LLAMPPL)
 	$(PY) benchmarks/decode.py --write BENCHMARKS.md
 	$(PY) benchmarks/constrained.py --write BENCHMARKS.md
 	$(PY) benchmarks/controls.py --write BENCHMARKS.md
+	$(PY) benchmarks/llamacpp_backend.py --write BENCHMARKS.md
 	LLAMPPL_PYTHON=$(LLAMPPL) $(PY) benchmarks/conditioning.py --write BENCHMARKS.md
 	# TRL is the training benchmark's competitor: it adds datasets, pandas, pyarrow; torch is untouched.
 	$(PIP) install --quiet trl==1.16.0
