@@ -114,14 +114,21 @@ def convert_gguf(gguf_path: Path, target: Path, *, source_sha256: str, name: str
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         module.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        files = {p.name: fingerprint(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {
-            "format": CACHE_FORMAT,
-            "name": name,
-            "source": str(gguf_path),
-            "source_sha256": source_sha256,
-            "versions": _library_versions(),
-            "files": files,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        write_manifest(
+            tmp,
+            name=name,
+            source=str(gguf_path),
+            source_sha256=source_sha256,
+            versions=_library_versions(),
+        )
     log.info("cached %s at %s", name, target)
+
+
+def write_manifest(folder: Path, **fields: object) -> None:
+    """Write the manifest `cache_is_valid` checks: the format, `fields`, and every file's fingerprint.
+
+    Call it last, inside `atomic_dir`, once every other file of the folder is written.
+    """
+    files = {p.name: fingerprint(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    manifest = {"format": CACHE_FORMAT, **fields, "files": files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))

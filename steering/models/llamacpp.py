@@ -24,7 +24,6 @@ default), at most `MAX_ROWS` rows; a decode that does not fit says so and how to
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 
 from steering.errors import InvalidArgument, ModelLoadError, ModelNotFound, SteeringError
-from steering.models.cache import cache_is_valid, check_gguf, fingerprint
+from steering.models.cache import cache_is_valid, check_gguf, write_manifest
 from steering.models.language_model import LanguageModel, TokenIds
 from steering.models.loading import converted_folder, special_tokens
 from steering.models.registry import REGISTRY
@@ -367,12 +366,7 @@ def gguf_file(name_or_path: str, home: Path) -> Path:
                 return located  # a file inside its package (smollm2): used where it is
             with atomic_dir(target) as tmp:
                 shutil.move(str(located), tmp / "model.gguf")
-                manifest = {
-                    "format": 1,
-                    "name": entry.name,
-                    "files": {"model.gguf": fingerprint(tmp / "model.gguf")},
-                }
-                (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+                write_manifest(tmp, name=entry.name)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return target / "model.gguf"
