@@ -43,8 +43,10 @@ def test_a_person_reads_an_episode_and_rates_a_turn(tmp_path, tiny, browser):
         assert "the reply" in turns.nth(2).inner_text() and MISSION in turns.nth(0).inner_text()
         assert "not rated" in turns.nth(1).inner_text()
         # Rate the tutor's turn: its link opens the rate page on the speaker's mission.
-        turns.nth(1).locator("a.rate-turn").click()
-        page.wait_for_selector("#rubric-name")
+        # Wait for the page's load event: its keys work once the deferred app.js has run, and an element
+        # being there says nothing of that.
+        with page.expect_navigation():
+            turns.nth(1).locator("a.rate-turn").click()
         assert page.inner_text("#rubric-name") == "mission:tutor"
         with page.expect_navigation():
             page.keyboard.press("6")
