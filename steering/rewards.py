@@ -10,6 +10,8 @@ inference") both take them, so they live here, below both layers:
 - `check_beta` validates the KL weight β of either use;
 - `TokenPotential` is a reward on token ids rather than texts (`condition.fixed_tokens(spans,
   strength=λ)`: λ per fixed position matched), bound to a tokenizer before use;
+- `RewardSum` weighs several rewards into one (TRL's `reward_funcs` with `reward_weights`) and keeps
+  each one's mean for the metrics;
 - `load_reward` resolves a reward named in a config or on the command line: a short name from
   `NAMED_REWARDS` (`vader`) or `module:function`.
 """
@@ -26,7 +28,11 @@ from steering.errors import InvalidArgument
 RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 # Rewards known by a short name: name → module:function (imported when asked for, not before).
-NAMED_REWARDS = {"vader": "steering.eval.sentiment:vader_reward"}
+NAMED_REWARDS = {
+    "vader": "steering.eval.sentiment:vader_reward",
+    # Code checks of the packaged training instructions (format, accepted answer, something written).
+    "instructions": "steering.eval.instructions:training_instructions_reward",
+}
 
 
 @runtime_checkable
@@ -104,3 +110,34 @@ def load_reward(spec: str, *, flag: str = "reward") -> RewardFn:
         SteeringError: the module or function cannot be found (`flag` names the option in the message).
     """
     return load_callable(NAMED_REWARDS.get(spec, spec), flag)  # type: ignore[return-value]
+
+
+class RewardSum:
+    """Σ_i w_i · r_i(prompts, completions): several rewards as one, TRL GRPO's `reward_funcs` with
+    `reward_weights` (e.g. a learned reward model beside verifiable code checks).
+
+    Each part is checked (`checked_rewards`) under its own name; `last_means` holds each part's mean over
+    the latest call, unweighted, for the metrics.
+    """
+
+    def __init__(self, parts: Sequence[tuple[str, RewardFn, float]]) -> None:
+        if not parts:
+            raise InvalidArgument("a sum of rewards needs at least one", received=[], fix="name a reward")
+        for name, _, weight in parts:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise InvalidArgument(
+                    f"the weight of the reward {name} must be a finite number",
+                    received=weight,
+                    fix="use e.g. reward_weights = [1.0, 0.5]",
+                )
+        self.parts = [(name, fn, float(weight)) for name, fn, weight in parts]
+        self.last_means: dict[str, float] = {}
+        self.__name__ = " + ".join(f"{weight:g}·{name}" for name, _, weight in self.parts)
+
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        total = [0.0] * len(completions)
+        for name, fn, weight in self.parts:
+            values = checked_rewards(fn, prompts, completions, name=name)
+            self.last_means[name] = sum(values) / max(len(values), 1)
+            total = [t + weight * v for t, v in zip(total, values, strict=True)]
+        return total

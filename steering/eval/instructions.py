@@ -21,6 +21,7 @@ but "three items", "no capital letters" or "an empty reply" are facts about the 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -383,3 +384,42 @@ def reply_checks(instruction: Instruction, text: str) -> float:
     if instruction.kind != "writing":
         passed.append(not invents_question(text))
     return sum(passed) / len(passed)
+
+
+class InstructionReward:
+    """A verifiable reward (RLVR, Lambert et al. 2024, "Tülu 3"): `reply_checks` of each completion, in [0, 1],
+    for prompts that are instructions of `instructions`, looked up by their text.
+
+    A prompt that is none of them is refused, never scored 0: a reward that silently knew nothing of a
+    prompt would still train (toward whatever the other rewards say) and look like it worked.
+    """
+
+    def __init__(self, instructions: Sequence[Instruction], *, name: str = "instructions") -> None:
+        self.by_text = {i.text.strip(): i for i in instructions}
+        self.__name__ = name
+
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        scores = []
+        for prompt, completion in zip(prompts, completions, strict=True):
+            instruction = self.by_text.get(prompt.strip())
+            if instruction is None:
+                raise InvalidArgument(
+                    f"the reward {self.__name__} scores replies to its {len(self.by_text)} instructions by "
+                    "code checks, and this prompt is none of them",
+                    received=prompt[:200],
+                    fix="train on those instructions' texts (e.g. the instruct recipe's @sample.prompts), or "
+                    "build InstructionReward(read_instructions('yours.jsonl')) and pass it as module:function",
+                )
+            scores.append(reply_checks(instruction, completion))
+        return scores
+
+
+def training_instructions_reward(prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+    """`InstructionReward` over the packaged "train" split (never "eval": it stays held out); the reward
+    `rewards.NAMED_REWARDS` calls `instructions`."""
+    return _training_reward()(prompts, completions)
+
+
+@functools.cache
+def _training_reward() -> InstructionReward:
+    return InstructionReward(load_instructions("train"))

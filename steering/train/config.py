@@ -125,7 +125,7 @@ class TrainConfig:
 
 
 def check_field_types(config: Any) -> None:
-    """Every field of a method's config has its declared type: int, float (finite), bool or str.
+    """Every field of a method's config has its declared type: int, float (finite), bool, str, or lists of those.
 
     One place for every method: TOML and `key=value` give strings, floats and booleans anywhere, and a
     NaN learning rate would pass any `<= 0` check.
@@ -152,6 +152,11 @@ def check_field_types(config: Any) -> None:
                 isinstance(value, list) and all(isinstance(v, str) for v in value)
             )
             need = "a string or a list of strings"
+        elif kind == "list[float]":
+            bad = not isinstance(value, list) or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value
+            )
+            need = "a list of finite numbers"
         else:
             continue
         if bad:
@@ -166,3 +171,5 @@ def check_field_types(config: Any) -> None:
             setattr(config, item.name, int(value))
         elif kind == "float":
             setattr(config, item.name, float(value))
+        elif kind == "list[float]":
+            setattr(config, item.name, [float(v) for v in value])

@@ -75,7 +75,7 @@ METHODS: dict[str, MethodEntry] = {
     "sft": MethodEntry(SFTConfig, train_sft, 'Supervised fine-tuning of a LoRA adapter (or every weight: full=true) on {"prompt","completion"} / {"messages"} / {"text"} JSONL.', "SFT"),
     "dpo": MethodEntry(DPOConfig, train_dpo, 'DPO (or loss=ipo) of a LoRA adapter on {"prompt","chosen","rejected"} or rankings JSONL; reference = the base.', "DPO"),
     "reward-model": MethodEntry(RewardModelConfig, train_reward_model, "A reward model (LoRA + scalar head) from preferences (Bradley–Terry), rankings (Plackett–Luce) or ratings.", "reward model"),
-    "rl": MethodEntry(RLConfig, train_rl, 'KL-regularised RL of a LoRA adapter: data = {"prompt"} JSONL, reward = vader | reward-model:DIR | module:function.', "RL"),
+    "rl": MethodEntry(RLConfig, train_rl, 'KL-regularised RL of a LoRA adapter: data = {"prompt"} JSONL, reward = vader | instructions | reward-model:DIR | module:function, or a list of them (summed, reward_weights).', "RL"),
     "soft-prompt": MethodEntry(SoftPromptConfig, train_soft_prompt, "Soft-prompt tuning (k learned input vectors, the model frozen) on demonstrations JSONL.", "soft prompt"),
     "distill": MethodEntry(DistillConfig, train_distill, "Distil a conditioned target into an adapter: data = the JSONL of `steer sample … --json` (weighted samples).", "distill"),
 }

@@ -22,7 +22,8 @@ With `rollout_workers = K` step 1 runs on K Ray actors (`rollouts.py`): the same
 elsewhere; steps 2–4 stay here.
 
 Metrics per step: reward, KL (k1 and k3 estimators, per sequence), the regularised return, loss,
-generation and training seconds apart, rollout tokens/s.
+generation and training seconds apart, rollout tokens/s; with a list of rewards (their weighted sum,
+`rewards.RewardSum`) each one's mean as `reward/<name>`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,7 +41,15 @@ from steering.controls.base import split_controls
 from steering.decode import Samples, generate
 from steering.errors import InvalidArgument
 from steering.models import LanguageModel, load_model
-from steering.rewards import NAMED_REWARDS, RewardFn, TokenPotential, check_beta, checked_rewards, load_reward
+from steering.rewards import (
+    NAMED_REWARDS,
+    RewardFn,
+    RewardSum,
+    TokenPotential,
+    check_beta,
+    checked_rewards,
+    load_reward,
+)
 from steering.train.batching import (
     Encoded,
     check_empty_penalty,
@@ -63,7 +72,10 @@ class RLConfig(TrainConfig):
 
     out: str = "runs/rl"
     learning_rate: float = 1e-4
-    reward: str = ""  # module:function, reward-model:DIR, or vader (ignored when a callable is passed)
+    # module:function, reward-model:DIR, or a name (vader, instructions); a list of them is their sum,
+    # weighed by `reward_weights` (default all 1). Ignored when a callable is passed.
+    reward: str | list[str] = ""
+    reward_weights: list[float] = field(default_factory=list)
     beta: float = 0.1
     samples_per_prompt: int = 4
     max_new_tokens: int = 32
@@ -99,6 +111,7 @@ class RLConfig(TrainConfig):
                 fix="set eval_fraction=0",
             )
         self.beta = check_beta(self.beta)
+        check_reward_weights(self.reward, self.reward_weights)
         if not isinstance(self.samples_per_prompt, int) or self.samples_per_prompt < 2:
             raise InvalidArgument(
                 "samples_per_prompt must be at least 2 (the baseline of a sample is the others' mean)",
@@ -150,6 +163,45 @@ class RLConfig(TrainConfig):
             )
 
 
+def check_reward_weights(reward: str | list[str], weights: list[float]) -> None:
+    """The weights are none (all 1) or one finite number per reward of the list.
+
+    Raises:
+        InvalidArgument: an empty list of rewards, or a count of weights that does not fit it.
+    """
+    count = len(reward) if isinstance(reward, list) else 1
+    if isinstance(reward, list) and not reward:
+        raise InvalidArgument(
+            "reward is an empty list",
+            received=reward,
+            fix='name at least one, e.g. reward = ["instructions"]',
+        )
+    if weights and len(weights) != count:
+        raise InvalidArgument(
+            f"reward_weights gives {len(weights)} weights for {count} reward(s)",
+            received={"reward": reward, "reward_weights": weights},
+            fix="give one weight per reward of the list, or none (all 1)",
+        )
+
+
+def resolve_rewards(
+    spec: str | list[str], weights: Sequence[float], model: LanguageModel, *, dtype: str = "float32"
+) -> RewardFn:
+    """One reward (`resolve_reward`), or a list of them as a `RewardSum` (weights default to 1); each
+    part is named for the metrics (`reward/<name>`): the named reward's name, `reward_model`, or the
+    function's name."""
+    if isinstance(spec, str) and not weights:
+        return resolve_reward(spec, model, dtype=dtype)
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    parts: list[tuple[str, RewardFn, float]] = []
+    for i, one in enumerate(specs):
+        name = "reward_model" if one.startswith("reward-model:") else one.rpartition(":")[2] or one
+        if any(name == taken for taken, _, _ in parts):
+            name = f"{name}_{i}"
+        parts.append((name, resolve_reward(one, model, dtype=dtype), weights[i] if weights else 1.0))
+    return RewardSum(parts)
+
+
 def resolve_reward(spec: str, model: LanguageModel, *, dtype: str = "float32") -> RewardFn:
     """`vader` (or another name of `rewards.NAMED_REWARDS`), `reward-model:DIR` or `module:function`.
 
@@ -166,7 +218,7 @@ def resolve_reward(spec: str, model: LanguageModel, *, dtype: str = "float32") -
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
         raise InvalidArgument(
-            "reward must be vader, reward-model:DIR or module:function",
+            f"reward must be {', '.join(NAMED_REWARDS)}, reward-model:DIR or module:function (or a list of them)",
             received=spec or "nothing",
             fix="set e.g. reward=vader or reward=my_rewards:positive",
         )
@@ -204,7 +256,7 @@ class RL(Method):
 
     def encode(self, model: LanguageModel, examples: list[str], config: RLConfig) -> list[str]:
         if self.reward is None:
-            self.reward = resolve_reward(config.reward, model, dtype=config.dtype)
+            self.reward = resolve_rewards(config.reward, config.reward_weights, model, dtype=config.dtype)
         if isinstance(self.reward, RewardModel) and self.reward.model is model:
             raise InvalidArgument(
                 "the reward model runs on the model being trained: attaching its adapter would freeze the policy's",
@@ -267,9 +319,11 @@ class RL(Method):
             loss = -(advantages[chunk] * logq).sum() / len(samples)
             loss.backward()
             total += float(loss.detach())
-        ptx = self.ptx_backward(model, config, step) if config.ptx_coef else {}
+        extra = self.ptx_backward(model, config, step) if config.ptx_coef else {}
+        if isinstance(self.reward, RewardSum):  # each part's mean, unweighted
+            extra |= {f"reward/{name}": mean for name, mean in self.reward.last_means.items()}
         tokens = sum(len(s.token_ids) for s in samples)
-        return ptx | {
+        return extra | {
             "loss": total,
             "reward": float(rewards.mean()),
             "kl": float(k1.mean()),

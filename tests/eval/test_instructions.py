@@ -19,6 +19,7 @@ from steering.eval.instructions import (
     KINDS,
     TASKS,
     Instruction,
+    InstructionReward,
     Rule,
     check_rule,
     instruction_demos,
@@ -29,6 +30,7 @@ from steering.eval.instructions import (
     words,
     wrote_something,
 )
+from steering.rewards import load_reward
 
 # --- the rules, one by one ------------------------------------------------------------------------------
 
@@ -325,6 +327,25 @@ def test_reply_checks_score_the_share_of_checks_passed() -> None:
     assert reply_checks(poem, "Rain.") == 0.5
     # The demonstrations pass every check of their own instruction.
     assert all(reply_checks(d.instruction, d.response) == 1.0 for d in instruction_demos())
+
+
+def test_the_instructions_reward_is_the_code_checks_of_the_training_set() -> None:
+    """`reward = "instructions"` (RLVR): reply_checks of the packaged training instructions; a prompt of the
+    held-out set, or any other text, is refused rather than scored."""
+    reward = load_reward("instructions")
+    train = load_instructions("train")
+    lower = next(i for i in train if i.task == "lowercase" and not i.answers)
+    replies = ["the sea is wide and grey.", "The Sea Is Wide And Grey.", " "]
+    scores = reward([lower.text] * 3, replies)
+    assert scores == [reply_checks(lower, r) for r in replies]
+    assert scores[0] == 1.0 and 0 < scores[1] < 1 and scores[2] == 0.0
+    held_out = load_instructions("eval")[0].text
+    with pytest.raises(InvalidArgument, match=r"(?i)this prompt is none of them"):
+        reward([held_out], ["Lima."])
+    own = InstructionReward(
+        [Instruction("factual", "short_answer", "What is the capital of Peru?", ("Lima",))]
+    )
+    assert own(["What is the capital of Peru? "], ["Lima."]) == [1.0]
 
 
 def test_score_samples_groups_by_prompt(tiny) -> None:

@@ -14,6 +14,7 @@ from steering.condition import Target, enumerate_target
 from steering.controls import Temperature
 from steering.errors import InputFormatError, InvalidArgument
 from steering.models import load_model
+from steering.rewards import RewardSum
 from steering.train import RewardModel, RewardModelConfig, RLConfig, train_reward_model, train_rl
 
 PROMPT, LENGTH, BETA = "ab", 3, 0.5
@@ -23,9 +24,13 @@ def a_count(prompts, completions):
     return [float(text.count("a")) for text in completions]
 
 
-def _kl_to_target(model, adapter: Path | None) -> float:
+def b_count(prompts, completions):
+    return [float(text.count("b")) for text in completions]
+
+
+def _kl_to_target(model, adapter: Path | None, reward=a_count) -> float:
     """KL(q ‖ target) exactly: q enumerated with the adapter on, target = π·exp(r/β)/Z."""
-    target = enumerate_target(Target(model, PROMPT, [a_count], beta=BETA, max_new_tokens=LENGTH))
+    target = enumerate_target(Target(model, PROMPT, [reward], beta=BETA, max_new_tokens=LENGTH))
     q = policy(model, PROMPT, LENGTH, adapter)
     assert q.completions == target.completions
     log_target = target.log_base + target.log_potential - target.log_evidence
@@ -109,12 +114,65 @@ def test_rl_micro_batches_take_the_same_steps(tmp_path):
         _config(tmp_path, micro_batch_size=-1)
 
 
+def test_a_weighted_sum_of_rewards_approaches_its_own_target(tmp_path):
+    """reward = [a, b] with reward_weights = [1, −0.5] trains toward π·exp((a − b/2)/β)/Z, exactly as one
+    reward computing that sum would, and logs each part's mean."""
+
+    def summed(prompts, completions):
+        return [
+            a - 0.5 * b
+            for a, b in zip(a_count(prompts, completions), b_count(prompts, completions), strict=True)
+        ]
+
+    model = load_model("tiny-letters", dtype="float32")
+    before = _kl_to_target(model, None, summed)
+    config = _config(
+        tmp_path, reward=["test_train_rl:a_count", "test_train_rl:b_count"], reward_weights=[1.0, -0.5]
+    )
+    result = train_rl(config, model=model)
+    after = _kl_to_target(model, result.adapter, summed)
+    assert before > 0.3 and after < min(before / 3, 0.1), (before, after)
+    records = [r for r in result.metrics if "reward" in r]
+    for record in records:
+        assert record["reward"] == pytest.approx(record["reward/a_count"] - 0.5 * record["reward/b_count"])
+    assert records[-1]["reward/a_count"] > records[0]["reward/a_count"]
+    assert records[-1]["reward/b_count"] < records[0]["reward/b_count"]
+
+
+def test_reward_weights_must_fit_the_rewards(tmp_path):
+    with pytest.raises(InvalidArgument, match=r"(?i)reward_weights gives 2 weights for 1 reward"):
+        _config(tmp_path, reward="vader", reward_weights=[1.0, 2.0])
+    with pytest.raises(InvalidArgument, match=r"(?i)reward is an empty list"):
+        _config(tmp_path, reward=[])
+    with pytest.raises(InvalidArgument, match=r"(?i)reward_weights must be a list of finite numbers"):
+        _config(tmp_path, reward=["vader"], reward_weights=[math.nan])
+    with pytest.raises(InvalidArgument, match=r"(?i)reward_weights must be a list of finite numbers"):
+        _config(tmp_path, reward=["vader"], reward_weights="1.0")
+
+
+def test_a_sum_of_rewards_names_the_part_that_failed():
+    def broken(prompts, completions):
+        return [math.nan] * len(completions)
+
+    both = RewardSum([("a_count", a_count, 1.0), ("broken", broken, 0.5)])
+    assert both.__name__ == "1·a_count + 0.5·broken"
+    with pytest.raises(InvalidArgument, match=r"(?i)the reward broken returned a value that is not a finite"):
+        both(["ab"], ["aa"])
+    with pytest.raises(
+        InvalidArgument, match=r"(?i)the weight of the reward a_count must be a finite number"
+    ):
+        RewardSum([("a_count", a_count, math.inf)])
+    assert RewardSum([("a_count", a_count, 2.0), ("b_count", b_count, -1.0)])(["x"], ["aab"]) == [3.0]
+
+
 def test_rl_bad_input(tmp_path):
     with pytest.raises(InvalidArgument, match="amples_per_prompt must be at least 2"):
         _config(tmp_path, samples_per_prompt=1)
     with pytest.raises(InvalidArgument, match=r"β \(the KL weight\) must be a positive finite number"):
         _config(tmp_path, beta=0.0)
-    with pytest.raises(InvalidArgument, match="eward must be vader, reward-model:DIR or module:function"):
+    with pytest.raises(
+        InvalidArgument, match=r"eward must be vader, instructions, reward-model:DIR or module:function"
+    ):
         train_rl(_config(tmp_path, reward="nonsense"), model=load_model("tiny-letters", dtype="float32"))
     with pytest.raises(InvalidArgument, match="context controls only"):
         train_rl(_config(tmp_path), reward=a_count, controls=[Temperature(0.5)])

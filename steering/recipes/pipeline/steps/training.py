@@ -5,7 +5,8 @@ The step's options are the method's own config (`steer train METHOD --help` list
 `data = "@harvest"` (a JSONL the step made, or a feedback database, whose preferences are exported
 into the run first), `init_adapter = "@sft"` (train on top of that adapter: the reference of DPO and
 RL is then its policy), `ptx_data = "@harvest"` (RL's mix of SFT's loss on those demonstrations),
-`reward = "@rm"` (RL with a reward model step's model). A run killed part way
+`reward = "@rm"` (RL with a reward model step's model; `reward = ["@rm", "instructions"]` with
+`reward_weights` sums it with other rewards). A run killed part way
 resumes from its last checkpoint when the recipe runs again.
 """
 
@@ -58,8 +59,10 @@ class TrainStep(StepKind):
         for name in ("init_adapter", "ptx_data"):
             if is_reference(values.get(name)):
                 values[name] = str(context.ref(values[name]))
-        if is_reference(values.get("reward")):
-            values["reward"] = "reward-model:" + str(context.ref(values["reward"]))
+        if isinstance(values.get("reward"), list):  # a sum of rewards: each "@rm" is a reward model step's
+            values["reward"] = [self.reward(context, spec) for spec in values["reward"]]
+        elif values.get("reward"):
+            values["reward"] = self.reward(context, values["reward"])
         method = METHODS[self.method]
         config = method.config(**values)
         status = read_run_status(run_dir) or {}
@@ -77,6 +80,11 @@ class TrainStep(StepKind):
             metrics = method.train(config, resume=resume, progress=progress, model=model).metrics
         return StepResult(metrics=summary(metrics), outputs={"adapter": "run/adapter", "run": "run"})
 
+    @staticmethod
+    def reward(context: StepContext, spec: str) -> str:
+        """A reward as RL reads it: "@rm" (a reward model step) becomes reward-model:ITS_FOLDER."""
+        return "reward-model:" + str(context.ref(spec)) if is_reference(spec) else spec
+
     def data(self, context: StepContext, value: str, run_dir: Path) -> str:
         """The training file: a JSONL as is, a feedback database exported into the step's folder."""
         path = context.ref(value) if is_reference(value) else Path(value)
@@ -92,8 +100,10 @@ class TrainStep(StepKind):
         metrics = RunDir(record.output("run")).metrics() if record.output("run").is_dir() else []
         steps = [float(r.get("step", i + 1)) for i, r in enumerate(metrics)]
         charts = []
+        parts = sorted({k for r in metrics for k in r if k.startswith("reward/")})  # a sum of rewards' parts
         for title, keys in CURVES:
-            present = [k for k in keys if any(k in r for r in metrics)]
+            shown = [*keys, *parts] if title == "reward and KL" else list(keys)
+            present = [k for k in shown if any(k in r for r in metrics)]
             if present:
                 charts.append(
                     curve_svg(steps, {k: [r.get(k) for r in metrics] for k in present}, title=title)
