@@ -15,7 +15,14 @@ from steering.controls import Temperature
 from steering.errors import InputFormatError, InvalidArgument
 from steering.models import load_model
 from steering.rewards import RewardSum
-from steering.train import RewardModel, RewardModelConfig, RLConfig, train_reward_model, train_rl
+from steering.train import (
+    RewardModel,
+    RewardModelConfig,
+    RLConfig,
+    read_config,
+    train_reward_model,
+    train_rl,
+)
 
 PROMPT, LENGTH, BETA = "ab", 3, 0.5
 
@@ -148,6 +155,18 @@ def test_reward_weights_must_fit_the_rewards(tmp_path):
         _config(tmp_path, reward=["vader"], reward_weights=[math.nan])
     with pytest.raises(InvalidArgument, match=r"(?i)reward_weights must be a list of finite numbers"):
         _config(tmp_path, reward=["vader"], reward_weights="1.0")
+
+
+def test_a_list_of_rewards_on_the_command_line(tmp_path):
+    """`steer train rl reward='["…", "…"]' reward_weights='[1, 2]'`: TOML values, whole weights made floats."""
+    config = read_config(
+        RLConfig,
+        None,
+        [f"data={_prompts(tmp_path)}", 'reward=["vader", "instructions"]', "reward_weights=[1, 2]"],
+    )
+    assert config.reward == ["vader", "instructions"] and config.reward_weights == [1.0, 2.0]
+    with pytest.raises(InvalidArgument, match=r"(?i)reward_weights must be a list of finite numbers"):
+        read_config(RLConfig, None, [f"data={_prompts(tmp_path)}", "reward=vader", "reward_weights=2"])
 
 
 def test_a_sum_of_rewards_names_the_part_that_failed():
