@@ -62,9 +62,28 @@ def instruct_lines(records: dict[str, dict]) -> list[str]:
                 f"{fmt(s['format_compliance'])} | {fmt(s['wrote_rate'])} | {fmt(s['stop_rate'])} | "
                 f"{fmt(s['new_question_rate'])} | {fmt(s['distinct_2'])} | " + " | ".join(extra) + " |"
             )
+    lines += rl_reward_lines(records.get("rl"))
     lines += bar_lines(records["eval"]["metrics"]["stages"], records.get("judge"))
     lines += judge_lines(records.get("judge")) + probe_lines(records.get("probe"))
     return lines
+
+
+def rl_reward_lines(record: dict | None) -> list[str]:
+    """The RL step's reward, KL and (with a list of rewards) each part's mean: its first and last 4 steps."""
+    if record is None:
+        return []
+    path = Path(record["folder"]) / "run" / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "reward" in r]
+    keys = ["reward", *sorted({k for r in rows for k in r if k.startswith("reward/")}), "kl", "empty"]
+    if len(rows) < 8:
+        return []
+
+    def mean(part: list[dict], key: str) -> float:
+        return sum(r[key] for r in part) / len(part)
+
+    shown = ", ".join(f"{k} {mean(rows[:4], k):.2f} → {mean(rows[-4:], k):.2f}" for k in keys)
+    return ["", f"**RL** ({len(rows)} steps; mean of the first 4 → the last 4 steps' rollouts): {shown}."]
 
 
 def bar_lines(stages: dict[str, Any], judge: dict | None) -> list[str]:
@@ -237,6 +256,7 @@ def main() -> None:
     result = run(args.recipe, args.overrides, out=args.out, from_step=args.from_step, events=show)
     records = {
         name: json.loads((result.folder / "steps" / name / "step.json").read_text())
+        | {"folder": str(result.folder / "steps" / name)}
         for name in result.records
     }
     name = args.recipe.stem
