@@ -125,7 +125,8 @@ class TrainConfig:
 
 
 def check_field_types(config: Any) -> None:
-    """Every field of a method's config has its declared type: int, float (finite), bool, str, or lists of those.
+    """Every field of a method's config has its declared type: int, float (finite), bool, str, a string or a
+    list of strings, or a list of finite floats.
 
     One place for every method: TOML and `key=value` give strings, floats and booleans anywhere, and a
     NaN learning rate would pass any `<= 0` check.
