@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.recipes.pipeline import STEPS, Event, load_recipe, run
+from steering.train import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # common.py
 from common import machine, machine_line, write_section
@@ -72,9 +73,7 @@ def rl_reward_lines(record: dict | None) -> list[str]:
     """The RL step's reward, KL and (with a list of rewards) each part's mean: its first and last 4 steps."""
     if record is None:
         return []
-    path = Path(record["folder"]) / "run" / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "reward" in r]
+    rows = [r for r in RunDir(Path(record["folder"]) / "run").metrics() if "reward" in r]
     keys = ["reward", *sorted({k for r in rows for k in r if k.startswith("reward/")}), "kl", "empty"]
     if len(rows) < 8:
         return []

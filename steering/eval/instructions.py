@@ -398,11 +398,16 @@ class InstructionReward:
         self.by_text = {i.text.strip(): i for i in instructions}
         self.__name__ = name
 
+    def checks(self, prompt: str, completion: str) -> float | None:
+        """`reply_checks` of one reply, or None when the prompt is none of the instructions."""
+        instruction = self.by_text.get(prompt.strip())
+        return None if instruction is None else reply_checks(instruction, completion)
+
     def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         scores = []
         for prompt, completion in zip(prompts, completions, strict=True):
-            instruction = self.by_text.get(prompt.strip())
-            if instruction is None:
+            score = self.checks(prompt, completion)
+            if score is None:
                 raise InvalidArgument(
                     f"the reward {self.__name__} scores replies to its {len(self.by_text)} instructions by "
                     "code checks, and this prompt is none of them",
@@ -410,7 +415,7 @@ class InstructionReward:
                     fix="train on those instructions' texts (e.g. the instruct recipe's @sample.prompts), or "
                     "build InstructionReward(read_instructions('yours.jsonl')) and pass it as module:function",
                 )
-            scores.append(reply_checks(instruction, completion))
+            scores.append(score)
         return scores
 
 

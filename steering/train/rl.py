@@ -195,7 +195,7 @@ def resolve_rewards(
     specs = [spec] if isinstance(spec, str) else list(spec)
     parts: list[tuple[str, RewardFn, float]] = []
     for i, one in enumerate(specs):
-        name = "reward_model" if one.startswith("reward-model:") else one.rpartition(":")[2] or one
+        name = "reward_model" if one.startswith("reward-model:") else one.rpartition(":")[2]
         if any(name == taken for taken, _, _ in parts):
             name = f"{name}_{i}"
         parts.append((name, resolve_reward(one, model, dtype=dtype), weights[i] if weights else 1.0))

@@ -56,3 +56,16 @@ def test_bad_recipe_input_exits_2_with_one_paragraph(tmp_path: Path) -> None:
         result = _steer(*args, timeout=120)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_judge_steps_checks_score_known_instructions_and_pass_on_the_rest() -> None:
+    """`checks = "instructions"`: both packaged sets are scored by their code checks; any other prompt is
+    left to the model judge (None), where the RL reward `instructions` refuses it."""
+    from steering.eval.instructions import load_instructions, reply_checks
+    from steering.recipes.pipeline.steps.judge import instruction_checks
+
+    checks = instruction_checks("instructions")
+    for split in ("train", "eval"):
+        instruction = load_instructions(split)[0]
+        assert checks(instruction.text + " ", "Lima.") == reply_checks(instruction, "Lima.")
+    assert checks("Tell me anything.", "Lima.") is None

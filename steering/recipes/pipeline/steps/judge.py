@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from steering.errors import InvalidArgument
-from steering.eval.instructions import load_instructions, read_instructions, reply_checks
+from steering.eval.instructions import InstructionReward, load_instructions, read_instructions
 from steering.eval.report import Section, table_html
 from steering.feedback import FeedbackStore
 from steering.feedback.checked_judge import Checks, ChecksFirstJudge
@@ -51,13 +51,7 @@ def instruction_checks(spec: str) -> Checks:
             received=spec,
             fix='use checks = "instructions" (the packaged instruction sets), a .jsonl of instructions, or ""',
         )
-    by_text = {i.text.strip(): i for i in known}
-
-    def checks(prompt: str, answer: str) -> float | None:
-        instruction = by_text.get(prompt.strip())
-        return None if instruction is None else reply_checks(instruction, answer)
-
-    return checks
+    return InstructionReward(known).checks
 
 
 class Judge(StepKind):
